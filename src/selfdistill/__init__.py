@@ -1,0 +1,47 @@
+"""selfdistill: self-distillation and partial-label refinement for noisy labels.
+
+A teacher is a linear softmax model with an L2 penalty, trained on the given (possibly
+wrong) labels of fixed features; students of the same form are trained on the teacher's
+soft outputs, round after round (SD), or once on its top-2 classes (PLL).
+THEORY.md's closed forms live in :mod:`selfdistill.theory`.
+
+Examples
+--------
+>>> from selfdistill import SelfDistillationClassifier, make_noisy_labels
+>>> from selfdistill.datasets import load_digits_dataset
+>>> ds = load_digits_dataset()
+>>> y_noisy, T = make_noisy_labels(ds.y_train, kind="sym", rate=0.4, n_classes=10, seed=0)
+>>> clf = SelfDistillationClassifier(lam=1e-3, rounds=2).fit(ds.X_train, y_noisy)
+>>> clf.score(ds.X_test, ds.y_test) > 0.8
+True
+"""
+
+from ._errors import SelfDistillError
+from .datasets import Dataset, load_banking77, load_digits_dataset, load_features
+from .distill import NamedFit, pll_targets, self_distill
+from .estimator import SelfDistillationClassifier
+from .losses import objective, softmax
+from .noise import make_noisy_labels, transition_matrix
+from .solvers import FitResult, SpectralBasis, fit_softmax
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SelfDistillError",
+    "Dataset",
+    "load_features",
+    "load_banking77",
+    "load_digits_dataset",
+    "make_noisy_labels",
+    "transition_matrix",
+    "fit_softmax",
+    "FitResult",
+    "SpectralBasis",
+    "objective",
+    "softmax",
+    "self_distill",
+    "pll_targets",
+    "NamedFit",
+    "SelfDistillationClassifier",
+    "__version__",
+]

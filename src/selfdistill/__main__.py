@@ -1,0 +1,5 @@
+"""``python -m selfdistill``."""
+
+from .cli import run
+
+run()

@@ -1,0 +1,112 @@
+"""Figures people look at: accuracy vs round, methods vs noise rate, labels fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .tables import aggregate, round_index
+
+__all__ = ["plot_accuracy_vs_rounds", "plot_methods_vs_rate", "plot_noisy_subset", "savefig"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def savefig(fig, path: str | Path) -> Path:
+    """Save a figure as PNG atomically and close it."""
+    from .._io import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _plt().close(fig)
+    return Path(path)
+
+
+def plot_accuracy_vs_rounds(rows: list[dict[str, Any]], path: str | Path,
+                            metric: str = "test_acc") -> Path:
+    """Accuracy vs SD round (0 = teacher), one line per noise kind and rate; PLL dashed."""
+    plt = _plt()
+    kinds = sorted({r["noise_kind"] for r in rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    agg = aggregate(rows, ["noise_kind", "rate", "model"], metric)
+    for ax, kind in zip(axes[0], kinds):
+        rates = sorted({k[1] for k in agg if k[0] == kind})
+        colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(rates), 1)))
+        for rate, color in zip(rates, colors):
+            pts = sorted((round_index(k[2]), v[0]) for k, v in agg.items()
+                         if k[0] == kind and k[1] == rate and round_index(k[2]) >= 0)
+            if pts:
+                ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color=color,
+                        label=f"rate {rate:g}")
+            pll = agg.get((kind, rate, "pll"))
+            if pll is not None:
+                ax.axhline(100 * pll[0], color=color, ls="--", lw=1)
+        ax.set_xlabel("SD round (0 = teacher); dashed = PLL student")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+        ax.set_title(f"{kind} noise")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Accuracy vs self-distillation round")
+    return savefig(fig, path)
+
+
+def best_sd(agg: dict, kind: str, rate: float) -> float | None:
+    """Best mean accuracy over SD rounds >= 1 at (kind, rate)."""
+    vals = [v[0] for k, v in agg.items() if k[0] == kind and k[1] == rate
+            and round_index(k[2]) >= 1]
+    return max(vals) if vals else None
+
+
+def plot_methods_vs_rate(rows: list[dict[str, Any]], path: str | Path,
+                         metric: str = "test_acc") -> Path:
+    """Teacher vs best SD round vs PLL as a function of the noise rate, per noise kind."""
+    plt = _plt()
+    kinds = sorted({r["noise_kind"] for r in rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    agg = aggregate(rows, ["noise_kind", "rate", "model"], metric)
+    for ax, kind in zip(axes[0], kinds):
+        rates = sorted({k[1] for k in agg if k[0] == kind})
+        series = {
+            "teacher": [agg.get((kind, r, "teacher"), (np.nan,))[0] for r in rates],
+            "best SD round": [best_sd(agg, kind, r) or np.nan for r in rates],
+            "PLL": [agg.get((kind, r, "pll"), (np.nan,))[0] for r in rates],
+        }
+        for (label, ys), marker in zip(series.items(), "osD"):
+            ax.plot(rates, 100 * np.asarray(ys, dtype=float), marker + "-", label=label)
+        ax.set_xlabel("noise rate")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+        ax.set_title(f"{kind} noise")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Teacher vs best SD vs PLL")
+    return savefig(fig, path)
+
+
+def plot_noisy_subset(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Share of wrongly-labelled training rows each model predicts correctly."""
+    plt = _plt()
+    sub = [r for r in rows if r.get("noisy_subset_acc") is not None]
+    agg = aggregate(sub, ["noise_kind", "rate", "model"], "noisy_subset_acc")
+    groups = sorted({(k[0], k[1]) for k in agg})
+    models = sorted({k[2] for k in agg}, key=lambda m: (round_index(m) < 0, round_index(m)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) + 2), 3.8))
+    width = 0.8 / max(len(models), 1)
+    for j, m in enumerate(models):
+        ys = [100 * agg.get((g[0], g[1], m), (np.nan,))[0] for g in groups]
+        ax.bar(np.arange(len(groups)) + j * width, ys, width, label=m)
+    ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{g[0]} {g[1]:g}" for g in groups])
+    ax.set_ylabel("wrong labels fixed (%)")
+    ax.set_title("Accuracy on the training rows whose given label is wrong")
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    return savefig(fig, path)

@@ -1,0 +1,116 @@
+"""Losses of one linear softmax model on soft targets (THEORY.md §1).
+
+Notation: ``X`` (N, d) is Phi, ``W`` (K, d) the model, ``Z = X W^T`` the logits,
+``P = softmax(Z)`` row-wise, ``T`` (N, K) the targets (rows sum to 1). The objective is
+
+    F(W) = (1/N) sum_i sum_k T_ik ell(P_ik) + (lam/2) ||W||_F^2
+
+with ``ell(p) = -log p`` (cross-entropy, ``q = 0``) or ``ell(p) = (1 - p^q) / q``
+(generalised cross-entropy, GCE, ``0 < q <= 1``; q -> 0 recovers CE). For PLL the
+targets are two-hot ``(e_k + e_l)/2``, so the GCE term is the mean over the two
+candidate classes.
+
+Gradient with respect to the logits (row i, class j), divided by N:
+
+* CE:  ``dF/dZ = (P - T) / N`` (rows of T sum to 1)
+* GCE: ``dF/dZ = (P * s - T * P^q) / N`` with ``s_i = sum_k T_ik P_ik^q``
+
+and ``dF/dW = (dF/dZ)^T X + lam W``. The CE Hessian-vector product along ``V``:
+``dZ = X V^T``, ``dP = P * dZ - P * rowsum(P * dZ)``, ``H V = dP^T X / N + lam V``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["softmax", "log_softmax", "objective", "logit_loss_grad", "loss_grad", "hvp"]
+
+
+def log_softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax, stable for large logits."""
+    Zs = Z - Z.max(axis=1, keepdims=True)
+    return Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True))
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """Row-wise softmax ``P = softmax(Z)``, stable for large logits.
+
+    Examples
+    --------
+    >>> softmax(np.array([[0.0, 0.0], [0.0, np.log(3.0)]])).round(3)
+    array([[0.5 , 0.5 ],
+           [0.25, 0.75]])
+    """
+    Zs = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(Zs)
+    E /= E.sum(axis=1, keepdims=True)
+    return E
+
+
+def logit_loss_grad(Z: np.ndarray, T: np.ndarray, q: float = 0.0) -> tuple[float, np.ndarray]:
+    """Data term ``(1/N) sum_i sum_k T_ik ell(P_ik)`` and its gradient in the logits.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (N, K)
+        Logits.
+    T : ndarray of shape (N, K)
+        Targets, rows summing to 1.
+    q : float, default=0.0
+        0 for cross-entropy, in (0, 1] for GCE.
+
+    Returns
+    -------
+    value : float
+    dZ : ndarray of shape (N, K)
+        Gradient of the value with respect to ``Z``.
+    """
+    N = Z.shape[0]
+    logP = log_softmax(Z)
+    P = np.exp(logP)
+    if q == 0.0:
+        # 0 * log 0 = 0: only targets > 0 contribute
+        value = -float(np.sum(T * logP, where=T > 0)) / N
+        dZ = (P - T) / N
+    else:
+        Pq = np.exp(q * logP)
+        TPq = T * Pq
+        value = float(np.sum(T - TPq)) / (q * N)
+        dZ = (P * TPq.sum(axis=1, keepdims=True) - TPq) / N
+    return value, dZ
+
+
+def loss_grad(
+    W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float, q: float = 0.0
+) -> tuple[float, np.ndarray]:
+    """Objective ``F(W)`` and gradient ``dF/dW`` (float64), THEORY.md §1.
+
+    Examples
+    --------
+    >>> X = np.eye(2); T = np.eye(2)
+    >>> f, g = loss_grad(np.zeros((2, 2)), X, T, lam=1.0)
+    >>> round(f, 6), g.round(3).tolist()
+    (0.693147, [[-0.25, 0.25], [0.25, -0.25]])
+    """
+    Z = X @ W.T
+    value, dZ = logit_loss_grad(np.asarray(Z, dtype=np.float64), T, q)
+    grad = np.asarray(dZ.T @ X, dtype=np.float64) + lam * W
+    return value + 0.5 * lam * float(np.sum(W * W)), grad
+
+
+def objective(W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float, q: float = 0.0) -> float:
+    """``F(W)`` evaluated in float64: the one shared objective used by every comparison."""
+    X64 = np.asarray(X, dtype=np.float64)
+    W64 = np.asarray(W, dtype=np.float64)
+    T64 = np.asarray(T, dtype=np.float64)
+    return loss_grad(W64, X64, T64, lam, q)[0]
+
+
+def hvp(W: np.ndarray, X: np.ndarray, lam: float, V: np.ndarray) -> np.ndarray:
+    """Cross-entropy Hessian-vector product ``H V`` at ``W`` (independent of T)."""
+    N = X.shape[0]
+    P = softmax(X @ W.T)
+    dZ = X @ V.T
+    PdZ = P * dZ
+    dP = PdZ - P * PdZ.sum(axis=1, keepdims=True)
+    return dP.T @ X / N + lam * V
