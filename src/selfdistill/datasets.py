@@ -93,6 +93,15 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise SelfDistillError(f"expected a .npz file, got a directory: {where}")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise SelfDistillError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if magic.startswith(b"\x93NUMPY"):
+        raise SelfDistillError(f"{where} is a single .npy array, not an .npz archive")
+    if not magic.startswith(b"PK"):
+        raise SelfDistillError(f"{where} is not a readable .npz file (not a zip archive)")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise SelfDistillError(f"{where} is a single .npy array, not an .npz archive")

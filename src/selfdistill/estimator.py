@@ -211,4 +211,5 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Most probable class of each row, shape (M,)."""
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -1,0 +1,48 @@
+"""Shared tiny, seeded data: THEORY.md §3 block features, digits, a small feature file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from selfdistill.datasets import Dataset, load_digits_dataset
+
+
+def block_features(K: int = 4, n: int = 30, c: float = 0.4, d: float = 0.1) -> tuple:
+    """phi_i = sqrt(1-c) e_i + sqrt(c-d) e_class(i) + sqrt(d) e_0 (THEORY.md §3)."""
+    N = K * n
+    y = np.repeat(np.arange(K), n)
+    Phi = np.zeros((N, N + K + 1))
+    Phi[np.arange(N), np.arange(N)] = np.sqrt(1 - c)
+    Phi[np.arange(N), N + y] = np.sqrt(c - d)
+    Phi[:, N + K] = np.sqrt(d)
+    return Phi, y
+
+
+@pytest.fixture(scope="session")
+def digits() -> Dataset:
+    return load_digits_dataset()
+
+
+@pytest.fixture(scope="session")
+def block():
+    return block_features()
+
+
+def write_npz(path, **arrays) -> str:
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return str(path)
+
+
+@pytest.fixture()
+def small_npz(tmp_path, digits) -> str:
+    """A valid feature file: 600 digits rows, test set, class names."""
+    return write_npz(
+        tmp_path / "small.npz",
+        X_train=digits.X_train[:600].astype(np.float32),
+        y_train=digits.y_train[:600],
+        X_test=digits.X_test[:200].astype(np.float32),
+        y_test=digits.y_test[:200],
+        classes=np.array([f"digit{k}" for k in range(10)]),
+    )

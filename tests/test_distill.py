@@ -1,0 +1,112 @@
+"""The teacher -> SD -> PLL pipeline on real (digits) data and its fixed-point identities."""
+
+import numpy as np
+import pytest
+
+from selfdistill import make_noisy_labels, pll_targets, self_distill, softmax
+from selfdistill._errors import SelfDistillError
+from selfdistill.distill import model_names
+from selfdistill.solvers import one_hot
+
+LAM = 1e-3
+
+
+def test_acc(fit, ds):
+    return float(np.mean(np.argmax(ds.X_test @ fit.W.T, axis=1) == ds.y_test))
+
+
+test_acc.__test__ = False  # helper, not a test
+
+
+@pytest.fixture(scope="module", params=[(0.5, 0), (0.5, 1), (0.8, 0), (0.8, 1)],
+                ids=lambda p: f"sym{p[0]}-seed{p[1]}")
+def noisy_run(request, digits):
+    rate, seed = request.param
+    y_noisy, _ = make_noisy_labels(digits.y_train, kind="sym", rate=rate, n_classes=10,
+                                   seed=seed)
+    fits = self_distill(digits.X_train, y_noisy, lam=LAM, rounds=4, n_classes=10)
+    return rate, y_noisy, fits
+
+
+def test_names_and_all_converged(noisy_run):
+    _, _, fits = noisy_run
+    assert [f.name for f in fits] == model_names(4, True)
+    assert all(f.fit.converged for f in fits)
+
+
+def test_sd_beats_the_teacher_under_noise(noisy_run, digits):
+    """THEORY.md §2: averaging removes instance-specific noise (measured: +2 to +17 points)."""
+    rate, _, fits = noisy_run
+    accs = {f.name: test_acc(f, digits) for f in fits}
+    best_sd = max(v for k, v in accs.items() if k.startswith("sd-"))
+    assert best_sd >= accs["teacher"] + 0.01
+    if rate == 0.8:
+        assert accs["pll"] >= accs["teacher"] + 0.05
+
+
+def test_stationarity_lam_W_equals_label_average(noisy_run, digits):
+    """THEORY.md §1: at the minimiser lam W = (1/N) (Y - P)^T Phi, for every round.
+
+    Recomputed here independently of the solver, to its tolerance (1e-6 of the
+    gradient norm at W = 0).
+    """
+    _, y_noisy, fits = noisy_run
+    X = digits.X_train
+    N = X.shape[0]
+    targets = one_hot(y_noisy, 10)
+    for f in fits[:-1]:  # CE rounds (PLL uses GCE)
+        P = softmax(X @ f.W.T)
+        rhs = (targets - P).T @ X / N
+        assert np.linalg.norm(LAM * f.W - rhs) <= 1.01e-6 * f.fit.grad_norm0
+        targets = P
+
+
+def test_students_are_warm_started_and_cheaper(noisy_run):
+    _, _, fits = noisy_run
+    assert fits[2].fit.iterations <= fits[0].fit.iterations
+
+
+def test_clean_labels_sd_declines_slowly(digits):
+    """Without noise, more rounds only average away signal (THEORY.md §2)."""
+    fits = self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=4, pll=False)
+    accs = [test_acc(f, digits) for f in fits]
+    assert accs[-1] <= accs[0] + 0.005
+    assert accs[-1] >= accs[0] - 0.05
+
+
+def test_pll_targets_are_top2_two_hot():
+    P = np.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]])
+    np.testing.assert_array_equal(pll_targets(P), [[0, 0.5, 0.5], [0.5, 0, 0.5]])
+
+
+def test_two_hot_variant_is_the_exact_ce_fixed_point(digits):
+    y_noisy, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.6, n_classes=10, seed=0)
+    fits = self_distill(digits.X_train, y_noisy, lam=LAM, rounds=0, pll_loss="two-hot")
+    teacher, pll = fits
+    T = pll_targets(softmax(digits.X_train @ teacher.W.T))
+    P = softmax(digits.X_train @ pll.W.T)
+    rhs = (T - P).T @ digits.X_train / len(y_noisy)
+    assert np.linalg.norm(LAM * pll.W - rhs) <= 1.01e-6 * pll.fit.grad_norm0
+
+
+def test_gce_and_two_hot_differ_and_both_help(digits):
+    y_noisy, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.8, n_classes=10, seed=0)
+    gce = self_distill(digits.X_train, y_noisy, lam=LAM, rounds=0, pll_loss="gce")
+    two = self_distill(digits.X_train, y_noisy, lam=LAM, rounds=0, pll_loss="two-hot")
+    assert not np.allclose(gce[1].W, two[1].W)
+    assert test_acc(gce[1], digits) > test_acc(gce[0], digits)
+    assert test_acc(two[1], digits) > test_acc(two[0], digits)
+
+
+def test_deterministic(digits):
+    a = self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=1)
+    b = self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=1)
+    for fa, fb in zip(a, b):
+        np.testing.assert_array_equal(fa.W, fb.W)
+
+
+def test_bad_arguments(digits):
+    with pytest.raises(SelfDistillError, match="pll_loss"):
+        self_distill(digits.X_train, digits.y_train, lam=LAM, pll_loss="ce")
+    with pytest.raises(SelfDistillError, match="rounds"):
+        self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=-1)
