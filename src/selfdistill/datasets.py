@@ -81,7 +81,7 @@ class Dataset:
         """M, the number of test rows (0 without a test set)."""
         return 0 if self.X_test is None else int(self.X_test.shape[0])
 
-    def with_labels(self, y_train: np.ndarray, y_train_clean: np.ndarray | None) -> "Dataset":
+    def with_labels(self, y_train: np.ndarray, y_train_clean: np.ndarray | None) -> Dataset:
         """A copy with other training labels (used after adding noise)."""
         return replace(self, y_train=y_train, y_train_clean=y_train_clean)
 
