@@ -1,0 +1,39 @@
+"""``selfdistill sweep``: a config's grid into DIR/results.sqlite and DIR/results.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app, console
+from ._common import guard, progress_bar
+
+
+@app.command()
+def sweep(
+    config: Path = typer.Argument(..., help="Sweep config (TOML): [grid] and [options]."),
+    out: Path = typer.Option(..., "--out", help="Output folder (results.sqlite, results.csv)."),
+    scheduler: str = typer.Option("local", help="local, processes, dask or dask:ADDRESS "
+                                  "(an existing dask scheduler, e.g. tcp://host:8786)."),
+    workers: int = typer.Option(None, min=1, help="Parallel workers for processes / a local "
+                                "dask cluster (default: CPU count)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the sweep stored in --out; "
+                                "finished points are skipped."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run every grid point of CONFIG; crash-safe: re-run with --resume to finish."""
+    from ..experiments.config import load_config
+    from ..experiments.sweep import parse_scheduler, run_sweep
+
+    with guard():
+        cfg = load_config(config)
+        parse_scheduler(scheduler)
+        with progress_bar("sweep", quiet=quiet) as update:
+            summary = run_sweep(cfg, out, scheduler=scheduler, workers=workers, resume=resume,
+                                progress=update)
+    console.print(
+        f"{summary.total} grid points ({summary.computed} computed now, {summary.skipped} "
+        f"already stored) in {summary.seconds:.1f} s\n"
+        f"results: {summary.db} and {summary.csv}; report: selfdistill report {out}",
+        markup=False, highlight=False, soft_wrap=True)
