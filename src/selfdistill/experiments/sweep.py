@@ -180,6 +180,29 @@ def _run_processes(tasks: list[Task], workers: int) -> Iterator[tuple[int, dict[
                 fut.cancel()
 
 
+def _probe(address: str) -> None:
+    """Fail fast (instead of dask's connect timeout) when a tcp scheduler refuses."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if not address.startswith("tcp://"):
+        return
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise SelfDistillError(f"bad dask scheduler address {address!r}; expected "
+                               "tcp://HOST:PORT") from None
+    if not host or not port:
+        raise SelfDistillError(f"bad dask scheduler address {address!r}; expected "
+                               "tcp://HOST:PORT")
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise SelfDistillError(
+            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}") from None
+
+
 def _run_dask(tasks: list[Task], workers: int,
               address: str | None) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
@@ -317,6 +340,8 @@ def run_sweep(
     n_workers = int(workers or os.cpu_count() or 1)
     if n_workers < 1:
         raise SelfDistillError(f"--workers must be in [1, inf), got {workers}")
+    if name == "dask" and address is not None:
+        _probe(address)  # before anything is written
     t0 = time.perf_counter()
     points: list[GridPoint] = config.points()
     lock, store = prepare_output(config, out, resume=resume)
