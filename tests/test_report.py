@@ -1,0 +1,186 @@
+"""``selfdistill report``: self-contained HTML, PNG figures, headless-Chromium rendering."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from typer.testing import CliRunner
+
+from selfdistill.cli import app
+from selfdistill.experiments.config import parse_config
+from selfdistill.experiments.sweep import run_sweep
+from selfdistill.experiments.sweep_report import (
+    expand_clean,
+    headline_markdown,
+    headline_table,
+    load_results,
+    write_sweep_report,
+)
+
+pytestmark = pytest.mark.filterwarnings("error", category=ConvergenceWarning)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory, digits) -> Path:
+    """A finished 2-lam, 2-kind, 2-seed sweep on 300 digits rows."""
+    from .conftest import write_npz
+
+    d = tmp_path_factory.mktemp("rep")
+    write_npz(d / "small.npz", X_train=digits.X_train[:300], y_train=digits.y_train[:300],
+              X_test=digits.X_test[:150], y_test=digits.y_test[:150])
+    cfg = parse_config({"title": "report test", "grid": {
+        "datasets": ["small.npz"], "noise": ["sym", "cc"], "rates": [0.0, 0.4],
+        "seeds": [0, 1], "lam": [1e-3, 3e-3], "rounds": [2]}}, base_dir=d)
+    run_sweep(cfg, d / "out")
+    return d / "out"
+
+
+def _imgs(text: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in
+            re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", text)]
+
+
+def test_report_self_contained_with_png_files(sweep_dir):
+    res = runner.invoke(app, ["report", str(sweep_dir)])
+    assert res.exit_code == 0, res.output
+    html = (sweep_dir / "report.html").read_text()
+    pngs = sorted(sweep_dir.glob("*.png"))
+    # methods-vs-rate + per lam (rounds, wrong labels fixed)
+    assert len(pngs) == 1 + 2 * 2
+    imgs = _imgs(html)
+    assert len(imgs) == len(pngs)
+    assert all(b.startswith(b"\x89PNG") for b in imgs)
+    assert sorted(imgs) == sorted(p.read_bytes() for p in pngs)
+    assert "src='http" not in html and "<script" not in html  # nothing fetched, nothing run
+    for heading in ("Teacher vs best SD vs PLL", "Accuracy vs SD round λ=0.001",
+                    "Wrong labels fixed", "All settings", "Theory vs measurement"):
+        assert heading in html
+    assert "<title>report test</title>" in html
+
+
+def test_headline_numbers_match_rows(sweep_dir):
+    rows, meta = load_results(sweep_dir)
+    assert meta["title"] == "report test"
+    sub = expand_clean(rows)
+    table = headline_table(sub)
+    assert [(r["noise"], r["rate"]) for r in table] == [("cc", "0"), ("cc", "0.4"),
+                                                        ("sym", "0"), ("sym", "0.4")]
+    # teacher cell = best-lam mean over seeds, recomputed by hand
+    sym = [r for r in rows if r["noise_kind"] == "sym" and r["model"] == "teacher"]
+    means = {lam: np.mean([r["test_acc"] for r in sym if r["lam"] == lam])
+             for lam in (1e-3, 3e-3)}
+    lam = max(means, key=means.get)
+    cell = table[3]["teacher"]
+    assert cell.startswith(f"{100 * means[lam]:.1f} ± ") and f"λ={lam:g}" in cell
+    best_sd = max(np.mean([r["test_acc"] for r in rows if r["noise_kind"] == "sym"
+                           and r["model"] == m and r["lam"] == lam_])
+                  for m in ("sd-1", "sd-2") for lam_ in (1e-3, 3e-3))
+    assert table[3]["best SD"].startswith(f"{100 * best_sd:.1f}")
+    md = headline_markdown(rows)
+    assert md.count("\n| ") == 1 + 4 and "| noise | rate | teacher | best SD | PLL |" in md
+
+
+def test_theory_hook_used_when_present(sweep_dir, monkeypatch, tmp_path):
+    calls = {}
+
+    def theory_section(rows, *, datasets, out_dir):
+        calls["n"] = len(rows)
+        calls["datasets"] = datasets
+        return {"heading": "Theory vs measurement (hooked)", "html": "<p>from theory</p>"}
+
+    fake = types.ModuleType("selfdistill.theory")
+    fake.theory_section = theory_section
+    monkeypatch.setitem(sys.modules, "selfdistill.theory", fake)
+    out = tmp_path / "copy"
+    shutil.copytree(sweep_dir, out)
+    write_sweep_report(out)
+    html = (out / "report.html").read_text()
+    assert "Theory vs measurement (hooked)" in html and "from theory" in html
+    assert calls["n"] > 0 and list(calls["datasets"]) == ["small.npz"]
+
+
+def test_report_of_demo_style_csv_folder(tmp_path, digits):
+    from selfdistill.experiments.runner import run_experiment
+    from selfdistill.experiments.tables import flatten_record, write_csv
+
+    rows = []
+    for rate in (0.0, 0.4):
+        rec = run_experiment(digits, noise="sym" if rate else "none", rate=rate, lam=1e-3,
+                             rounds=1, select=False)
+        rows += flatten_record(rec)
+    write_csv(tmp_path / "results.csv", rows)
+    res = runner.invoke(app, ["report", str(tmp_path), "--title", "demo folder"])
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "report.html").read_text()
+    assert "<title>demo folder</title>" in html and len(_imgs(html)) == 3
+
+
+@pytest.mark.parametrize("case", ["missing", "empty"])
+def test_report_bad_folder_exit_2(tmp_path, case):
+    folder = tmp_path / "nope"
+    if case == "empty":
+        folder.mkdir()
+    res = runner.invoke(app, ["report", str(folder)])
+    assert res.exit_code == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "Traceback" not in res.output
+    assert not (folder / "report.html").exists()
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable",
+                 "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage"]
+
+#: appended to a copy of the report: marks every image that decoded and is laid out
+PROBE = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0 && i.offsetHeight > 50);
+  document.body.setAttribute('data-probe', ok.length + '/' + imgs.length);
+});
+</script>"""
+
+
+def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
+    chrome = _chromium()
+    if chrome is None:
+        pytest.skip("no chromium binary on PATH (apt-get install chromium)")
+    write_sweep_report(sweep_dir)
+    html = (sweep_dir / "report.html").read_text()
+    n_img = len(_imgs(html))
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", PROBE + "</body>"))
+    base = [chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*base, "--dump-dom", probe.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert f'data-probe="{n_img}/{n_img}"' in dom.stdout, dom.stderr[-2000:]
+    shot = tmp_path / "shot.png"
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,4200",
+                    (sweep_dir / "report.html").as_uri()], capture_output=True, timeout=120)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(shot)[..., :3]
+    assert img.shape[:2] == (4200, 1200)
+    # figures are drawn: many non-white pixels, and coloured (not grey) ones from the plots
+    nonwhite = (img < 0.95).any(axis=2).mean()
+    colour = (img.max(axis=2) - img.min(axis=2) > 0.3).mean()
+    assert nonwhite > 0.05 and colour > 0.005, (nonwhite, colour)
