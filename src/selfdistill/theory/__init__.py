@@ -46,6 +46,13 @@ from .experiment import (
     run_block_experiment,
 )
 from .linear import GramSpectrum, linearised_pll, linearised_sd_accuracy, linearised_trajectory
+from .plots import (
+    plot_block_experiment,
+    plot_lam_sweep,
+    plot_population,
+    plot_theory_vs_measurement,
+)
+from .report import theory_curve, theory_section, theory_section_runs, theory_table_rows
 
 __all__ = [
     "BlockModel",
@@ -68,4 +75,12 @@ __all__ = [
     "population_view",
     "lam_sweep",
     "model_name",
+    "plot_block_experiment",
+    "plot_population",
+    "plot_lam_sweep",
+    "plot_theory_vs_measurement",
+    "theory_curve",
+    "theory_section",
+    "theory_section_runs",
+    "theory_table_rows",
 ]
