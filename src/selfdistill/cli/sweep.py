@@ -30,8 +30,18 @@ def sweep(
         cfg = load_config(config)
         parse_scheduler(scheduler)
         with progress_bar("sweep", quiet=quiet) as update:
+            stored: list[int] = []
+
+            def step(done: int, total: int, label: str) -> None:
+                # the bar counts this run's points only, so the ETA is not fooled by
+                # points a killed run already stored
+                if not stored:
+                    stored.append(done)
+                note = f"({stored[0]} of {total} already stored) " if stored[0] else ""
+                update(done - stored[0], total - stored[0], f"{note}{label}")
+
             summary = run_sweep(cfg, out, scheduler=scheduler, workers=workers, resume=resume,
-                                progress=update)
+                                progress=step)
     console.print(
         f"{summary.total} grid points ({summary.computed} computed now, {summary.skipped} "
         f"already stored) in {summary.seconds:.1f} s\n"
