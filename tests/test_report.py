@@ -66,6 +66,7 @@ def test_report_self_contained_with_png_files(sweep_dir):
                     "Wrong labels fixed", "All settings", "Theory vs measurement"):
         assert heading in html
     assert "<title>report test</title>" in html
+    assert (sweep_dir / "headline.md").read_text() == headline_markdown(load_results(sweep_dir)[0])
 
 
 def test_headline_numbers_match_rows(sweep_dir):

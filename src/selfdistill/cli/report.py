@@ -21,6 +21,7 @@ def report(
 
     with guard():
         paths = write_sweep_report(folder, title=title)
-    n_fig = sum(1 for k in paths if k != "html")
-    console.print(f"report: {paths['html']} ({n_fig} figures, also saved as PNG in {folder})",
+    n_fig = sum(1 for k in paths if k not in ("html", "headline"))
+    console.print(f"report: {paths['html']} ({n_fig} figures, also saved as PNG in {folder}; "
+                  f"headline table as Markdown: {paths['headline']})",
                   markup=False, highlight=False, soft_wrap=True)

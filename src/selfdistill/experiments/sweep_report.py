@@ -233,7 +233,8 @@ def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[
     Returns
     -------
     dict
-        ``"html"`` -> the report; figure names -> PNG paths.
+        ``"html"`` -> the report, ``"headline"`` -> ``headline.md`` (the headline table
+        as Markdown); figure names -> PNG paths.
     """
     from .plots import plot_accuracy_vs_rounds, plot_methods_vs_rate, plot_noisy_subset
     from .report import write_report
@@ -304,6 +305,10 @@ def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[
                          "html": "<p class='note'>The theory engine (selfdistill.theory."
                                  "theory_section) is not available in this installation; "
                                  "section skipped.</p>"})
+    from .._io import write_text_atomic
+
+    paths["headline"] = folder / "headline.md"
+    write_text_atomic(paths["headline"], headline_markdown(rows))
     paths["html"] = write_report(folder / "report.html", title or meta.get("title")
                                  or "selfdistill sweep", sections)
     return paths
