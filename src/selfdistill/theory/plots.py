@@ -104,7 +104,7 @@ def plot_population(result: dict[str, Any], path: str | Path) -> Path:
                  f"d={p['d']:g}, {p['noise']} noise, lam={p['lam']:g}, {p['solver']}",
                  fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     return _save(fig, path)
 
 
