@@ -309,3 +309,16 @@ def test_cli_bad_input_subprocess(tmp_path, args):
     assert len(lines) == 1 and lines[0].startswith("error:")
     assert "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_closed_form_basis_is_the_solvers_basis():
+    """BlockModel.spectral_basis (no eigendecomposition) is a valid SpectralBasis of Phi."""
+    bm = BlockModel(K=3, n=6, c=0.7, d=0.2)
+    b, Phi = bm.spectral_basis(), bm.features()
+    np.testing.assert_allclose(Phi @ b.V, b.XV, atol=1e-12)
+    np.testing.assert_allclose(b.V.T @ b.V, np.eye(bm.N), atol=1e-12)
+    np.testing.assert_allclose(b.XV @ b.XV.T, bm.gram(), atol=1e-12)
+    from selfdistill.solvers import SpectralBasis
+
+    np.testing.assert_allclose(np.sort(b.s2), np.sort(SpectralBasis.from_features(Phi).s2)[-bm.N:],
+                               atol=1e-10)

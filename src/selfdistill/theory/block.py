@@ -114,12 +114,55 @@ class BlockModel:
         Phi[:, N + K] = math.sqrt(self.d)
         return Phi
 
+    def eigenvectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Orthonormal eigenvectors ``Us`` (N, N) of ``G`` and their eigenvalues, descending.
+
+        Columns: the global mean ``1/sqrt(N)`` (``mu0``), ``K - 1`` Helmert contrasts of the
+        class indicators (``mu1``), ``N - K`` Helmert contrasts within each class (``mu2``).
+        Built in closed form: no eigendecomposition.
+        """
+        K, n, N = self.K, self.n, self.N
+        mu0, mu1, mu2 = self.eigenvalues()
+        E = np.zeros((N, K))
+        E[np.arange(N), self.labels()] = 1.0 / math.sqrt(n)
+        Us = np.hstack([np.full((N, 1), 1.0 / math.sqrt(N)), E @ _helmert(K),
+                        np.kron(np.eye(K), _helmert(n))])
+        mu = np.concatenate([[mu0], np.full(K - 1, mu1), np.full(N - K, mu2)])
+        return Us, mu
+
+    def spectral_basis(self):
+        """The solver's :class:`~selfdistill.SpectralBasis` of :meth:`features`, in closed form.
+
+        Equal (up to the order of equal eigenvalues) to
+        ``SpectralBasis.from_features(self.features())`` without its N x N
+        eigendecomposition: ``XV = Us S`` and ``V = Phi^T Us S^{-1}``.
+        """
+        from ..solvers import SpectralBasis
+
+        Us, mu = self.eigenvectors()
+        s = np.sqrt(mu)
+        K, N = self.K, self.N
+        y = self.labels()
+        PhiT_Us = np.zeros((N + K + 1, N))
+        PhiT_Us[:N] = math.sqrt(1.0 - self.c) * Us
+        np.add.at(PhiT_Us[N:N + K], y, math.sqrt(self.c - self.d) * Us)
+        PhiT_Us[N + K] = math.sqrt(self.d) * Us.sum(axis=0)
+        return SpectralBasis(V=PhiT_Us / s, s2=mu, XV=Us * s)
+
     def gram(self) -> np.ndarray:
         """``G`` (N, N): 1 on the diagonal, ``c`` within a class, ``d`` across."""
         y = self.labels()
         G = np.where(y[:, None] == y[None, :], self.c, self.d)
         np.fill_diagonal(G, 1.0)
         return G
+
+
+def _helmert(m: int) -> np.ndarray:
+    """(m, m-1) orthonormal columns orthogonal to the ones vector (Helmert contrasts)."""
+    j = np.arange(1, m, dtype=np.float64)
+    i = np.arange(m)[:, None]
+    H = np.where(i < j, 1.0, 0.0) - np.where(i == j, j, 0.0)
+    return H / np.sqrt(j * (j + 1))
 
 
 def check_block_params(K: int, n: int, c: float, d: float) -> None:

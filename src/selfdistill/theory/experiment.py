@@ -20,7 +20,7 @@ from .._errors import SelfDistillError
 from .._validation import check_rate
 from ..distill import PLL_LOSSES, pll_targets
 from ..noise import make_noisy_labels, realized_rate, transition_matrix
-from ..solvers import SpectralBasis, one_hot
+from ..solvers import one_hot
 from .block import (
     BlockModel,
     block_round,
@@ -220,7 +220,7 @@ def run_block_experiment(
     if progress is not None:
         progress(0, total, "features")
     Phi = bm.features()
-    basis = SpectralBasis.from_features(Phi)
+    basis = bm.spectral_basis()
     fit_records: list[dict[str, Any]] = []
     if solver == "linear":
         spec = GramSpectrum.from_basis(basis)
@@ -406,7 +406,7 @@ def population_view(
     Phi = basis = None
     if solver == "exact":
         Phi = bm.features()
-        basis = SpectralBasis.from_features(Phi)
+        basis = bm.spectral_basis()
     total, done = len(etas) * seeds, 0
     points = []
     for eta in etas:
@@ -503,7 +503,7 @@ def lam_sweep(
     Phi = basis = None
     if solver == "exact":
         Phi = bm.features()
-        basis = SpectralBasis.from_features(Phi)
+        basis = bm.spectral_basis()
     curves = []
     for j, lam in enumerate(lam_list):
         cond = condition(bm, y, y_given, lam)
