@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._errors import SelfDistillError
 from ._validation import check_features, check_labels, check_positive, check_targets
@@ -261,6 +261,16 @@ class _NumpyOps:
         for p in parts:
             GD += p[1]
         return Z, value, dZ, GD * self.dinv_sqrt
+
+
+_CONTROLLER: list[ThreadpoolController] = []
+
+
+def _blas_controller() -> ThreadpoolController:
+    """One controller per process (scanning the loaded libraries costs ~0.1 s)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def _n_threads(n_threads: int | None) -> int:
@@ -587,7 +597,7 @@ def fit_softmax(
             n_threads = _n_threads(n_threads)
             # one BLAS thread per worker: OpenBLAS's own threads spin and stall when the
             # machine is shared; Python threads over row blocks degrade gracefully
-            stack.enter_context(threadpool_limits(1, user_api="blas"))
+            stack.enter_context(_blas_controller().limit(limits=1, user_api="blas"))
             if n_threads > 1:
                 pool = stack.enter_context(ThreadPoolExecutor(n_threads))
             else:

@@ -1,0 +1,171 @@
+"""fit_softmax: exactness against scikit-learn, gradients, warm starts, dtypes, backends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+from selfdistill import SelfDistillError
+from selfdistill.datasets import load_banking77
+from selfdistill.losses import hvp, loss_grad, objective
+from selfdistill.solvers import SpectralBasis, fit_softmax, one_hot
+
+pytestmark = pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def banking_small():
+    ds = load_banking77()
+    idx = np.random.default_rng(0).permutation(ds.n_train)[:2000]
+    X, y = ds.X_train[idx], ds.y_train[idx]
+    return X, np.unique(y, return_inverse=True)[1]
+
+
+def sklearn_objective(X, y, lam):
+    N = X.shape[0]
+    clf = LogisticRegression(solver="lbfgs", C=1.0 / (N * lam), fit_intercept=False, tol=1e-8,
+                             max_iter=10000).fit(X, y)
+    return objective(clf.coef_, X, one_hot(y, int(y.max()) + 1), lam)
+
+
+def check_not_worse(X, y, lam, **kw):
+    W, info = fit_softmax(X, y, lam=lam, **kw)
+    assert info.converged
+    ours = objective(W, X, one_hot(y, int(y.max()) + 1), lam)
+    assert ours == pytest.approx(info.objective, rel=1e-10)
+    theirs = sklearn_objective(X, y, lam)
+    assert ours <= theirs * (1 + 1e-9)
+    return W, info
+
+
+def test_objective_vs_sklearn_digits(digits):
+    check_not_worse(digits.X_train, digits.y_train, 1e-3)
+
+
+def test_objective_vs_sklearn_banking77_subsample(banking_small):
+    X, y = banking_small
+    check_not_worse(X, y, 1e-4)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.7])
+def test_gradient_matches_finite_differences(q):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 6))
+    T = rng.dirichlet(np.ones(3), size=40)
+    W = rng.normal(size=(3, 6)) * 0.3
+    _, G = loss_grad(W, X, T, 1e-2, q)
+    E = rng.normal(size=W.shape)
+    h = 1e-6
+    fd = (loss_grad(W + h * E, X, T, 1e-2, q)[0] - loss_grad(W - h * E, X, T, 1e-2, q)[0]) / (2 * h)
+    assert fd == pytest.approx(float(np.sum(G * E)), rel=1e-6)
+
+
+def test_hvp_matches_gradient_differences():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(30, 5))
+    T = one_hot(rng.integers(0, 4, 30), 4)
+    W, V = rng.normal(size=(4, 5)) * 0.3, rng.normal(size=(4, 5))
+    h = 1e-6
+    fd = (loss_grad(W + h * V, X, T, 1e-2)[1] - loss_grad(W - h * V, X, T, 1e-2)[1]) / (2 * h)
+    np.testing.assert_allclose(hvp(W, X, 1e-2, V), fd, rtol=1e-5, atol=1e-9)
+
+
+def test_warm_and_cold_start_reach_the_same_optimum(digits):
+    X, y = digits.X_train, digits.y_train
+    W1, i1 = fit_softmax(X, y, lam=1e-3)
+    W0 = np.random.default_rng(0).normal(size=W1.shape)
+    W2, i2 = fit_softmax(X, y, lam=1e-3, W0=W0)
+    W3, i3 = fit_softmax(X, y, lam=1e-3, W0=W1)
+    assert i2.objective == pytest.approx(i1.objective, rel=1e-8)
+    assert i3.iterations <= 2 and i3.objective == pytest.approx(i1.objective, rel=1e-12)
+    np.testing.assert_allclose(W2, W1, atol=1e-3 * np.abs(W1).max())
+
+
+def test_float32_and_float64_inputs_same_optimum(digits):
+    X32 = digits.X_train.astype(np.float32)
+    _, i32 = fit_softmax(X32, digits.y_train, lam=1e-3)
+    _, i64 = fit_softmax(X32.astype(np.float64), digits.y_train, lam=1e-3)
+    assert i32.objective == pytest.approx(i64.objective, rel=1e-9)
+
+
+def test_deterministic_and_independent_of_threads(digits):
+    X, y = digits.X_train, digits.y_train
+    W1, _ = fit_softmax(X, y, lam=1e-3, n_threads=1)
+    W2, _ = fit_softmax(X, y, lam=1e-3, n_threads=2)
+    W3, _ = fit_softmax(X, y, lam=1e-3, n_threads=2)
+    np.testing.assert_array_equal(W1, W2)
+    np.testing.assert_array_equal(W2, W3)
+
+
+def test_soft_targets_and_shared_basis(digits):
+    X = digits.X_train
+    T = np.full((X.shape[0], 10), 0.02)
+    T[np.arange(X.shape[0]), digits.y_train] = 0.82
+    basis = SpectralBasis.from_features(X)
+    _, a = fit_softmax(X, T, lam=1e-3, basis=basis)
+    _, b = fit_softmax(X, T, lam=1e-3)
+    assert a.converged and a.objective == pytest.approx(b.objective, rel=1e-10)
+
+
+def test_d_greater_than_n():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(30, 80))
+    y = rng.integers(0, 3, 30)
+    W, info = fit_softmax(X, y, lam=1e-2)
+    assert W.shape == (3, 80) and info.converged
+    theirs = sklearn_objective(X, y, 1e-2)
+    assert info.objective <= theirs * (1 + 1e-9)
+    # the optimum lies in the row space of X
+    P_perp = np.eye(80) - np.linalg.pinv(X) @ X
+    assert np.abs(W @ P_perp).max() < 1e-8 * np.abs(W).max()
+
+
+def test_gce_reaches_a_stationary_point(digits):
+    X, y = digits.X_train, digits.y_train
+    W, info = fit_softmax(X, y, lam=1e-3, q=0.7)
+    assert info.converged
+    _, G = loss_grad(W, X, one_hot(y, 10), 1e-3, 0.7)
+    assert np.linalg.norm(G) <= 1.01e-6 * info.grad_norm0
+
+
+def test_max_iter_warns_and_flags(digits):
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        W, info = fit_softmax(digits.X_train, digits.y_train, lam=1e-4, max_iter=2)
+    assert not info.converged and info.status == 1 and info.iterations == 2
+    assert info.to_dict()["converged"] is False and "W" not in info.to_dict()
+
+
+def test_bad_arguments_raise():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    y = np.arange(10) % 2
+    with pytest.raises(SelfDistillError, match="backend"):
+        fit_softmax(X, y, backend="jax")
+    with pytest.raises(SelfDistillError, match="q must be"):
+        fit_softmax(X, y, q=2.0)
+
+
+def test_torch_backend_same_objective(digits):
+    pytest.importorskip("torch")
+    X, y = digits.X_train, digits.y_train
+    _, a = fit_softmax(X, y, lam=1e-3, backend="torch", device="cpu")
+    _, b = fit_softmax(X, y, lam=1e-3)
+    assert a.converged
+    assert a.objective == pytest.approx(b.objective, rel=1e-6)
+
+
+def test_torch_missing_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("no torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(SelfDistillError, match=r"\[torch\]"):
+        fit_softmax(X, np.arange(10) % 2, backend="torch")
