@@ -562,7 +562,10 @@ def fit_softmax(
             raise SelfDistillError(f"solver must be one of {SOLVERS}, got {solver!r}")
         if targets.shape[1] < 2:
             raise SelfDistillError("targets must cover at least 2 classes")
-    T = np.asarray(targets, dtype=np.float64)
+    T = np.asarray(targets)
+    if T.ndim == 1:  # trusted integer labels
+        T = one_hot(T.astype(np.intp), n_classes or int(T.max()) + 1)
+    T = np.asarray(T, dtype=np.float64)
     N, K = T.shape
     if basis is None:
         basis = SpectralBasis.from_features(X)
