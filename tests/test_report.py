@@ -55,8 +55,12 @@ def test_report_self_contained_with_png_files(sweep_dir):
     assert res.exit_code == 0, res.output
     html = (sweep_dir / "report.html").read_text()
     pngs = sorted(sweep_dir.glob("*.png"))
-    # methods-vs-rate + per lam (rounds, wrong labels fixed)
-    assert len(pngs) == 1 + 2 * 2
+    # methods-vs-rate + per lam (rounds, wrong labels fixed) [+ the theory engine's figure]
+    names = {p.name for p in pngs}
+    assert {"small_methods_vs_rate.png", "small_rounds_lam0.001.png",
+            "small_rounds_lam0.003.png", "small_noisy_subset_lam0.001.png",
+            "small_noisy_subset_lam0.003.png"} <= names
+    assert len(names) <= 6
     imgs = _imgs(html)
     assert len(imgs) == len(pngs)
     assert all(b.startswith(b"\x89PNG") for b in imgs)
@@ -123,7 +127,8 @@ def test_report_of_demo_style_csv_folder(tmp_path, digits):
     res = runner.invoke(app, ["report", str(tmp_path), "--title", "demo folder"])
     assert res.exit_code == 0, res.output
     html = (tmp_path / "report.html").read_text()
-    assert "<title>demo folder</title>" in html and len(_imgs(html)) == 3
+    assert "<title>demo folder</title>" in html
+    assert len(_imgs(html)) == len(list(tmp_path.glob("*.png"))) >= 3
 
 
 @pytest.mark.parametrize("case", ["missing", "empty"])

@@ -256,7 +256,7 @@ def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[
     sections: list[dict[str, Any]] = [{"heading": "Summary", "html": intro}]
     for ds in datasets:
         sub = expand_clean([r for r in rows if r["dataset"] == ds])
-        tag = _slug(ds)
+        tag = _slug(Path(ds).stem if str(ds).endswith(".npz") else ds)
         prefix = f"{ds}: " if len(datasets) > 1 else ""
         n_tr = sub[0].get("n_train")
         info = "" if n_tr is None else (f"<p class='note'>N={n_tr} training and "
