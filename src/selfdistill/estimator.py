@@ -10,8 +10,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .distill import PLL_LOSSES, self_distill
-from .issues import rank_label_issues
+from .distill import PLL_LOSSES, model_names, self_distill
+from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_selection import cross_validate_pipeline
 from .solvers import SpectralBasis
@@ -33,7 +33,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     ----------
     lam : float or "auto", default=1e-5
         L2 strength. ``"auto"`` picks it from ``lam_grid`` by ``cv``-fold cross-validation
-        on the given (noisy) labels only.
+        on the given (noisy) labels only (for the model ``mode`` names, or jointly with
+        the model when ``mode="auto"``; see :mod:`selfdistill.model_selection`).
     rounds : int, default=4
         SD rounds fitted when ``mode`` is ``"multi"`` or ``"auto"``.
     mode : {"pll", "multi", "teacher", "auto"}, default="pll"
@@ -68,9 +69,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         One record per fitted model: name, objective, iterations, seconds, converged.
     label_issues_ : ndarray of int
         Training rows whose given label disagrees with the predicting model, most
-        confident first (see :func:`selfdistill.issues.rank_label_issues`).
+        confident first (see :mod:`selfdistill.issues`). With ``lam="auto"`` or
+        ``mode="auto"`` the model's *out-of-fold* probabilities from the
+        cross-validation are used (a row is judged by fold models that never saw it);
+        otherwise its in-sample probabilities, which partly memorise the noise and
+        flag fewer rows.
     label_issue_scores_ : ndarray of float
         Their scores, ``p[suggested] - p[given]`` in (0, 1], same order.
+    label_issue_suggestions_ : ndarray of int
+        The suggested label of each flagged row (in ``classes_``), same order.
     cv_results_ : dict or None
         Cross-validation record when ``lam="auto"`` or ``mode="auto"``.
     n_iter_ : ndarray of shape (n_models,)
@@ -167,10 +174,13 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.cv_results_ = None
         if self.lam == "auto" or mode == "auto":
             lams = list(self.lam_grid) if self.lam == "auto" else [float(self.lam)]
+            names = model_names(rounds, pll)
             sel = cross_validate_pipeline(
                 X, y_enc, lams=lams, rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=self.pll_loss, q=self.q, n_splits=self.cv, seed=self._seed(),
                 tol=self.tol,
+                select_models=None if mode == "auto" else [
+                    "pll" if pll else names[-1] if mode == "multi" else "teacher"],
             )
             self.cv_results_ = sel.to_dict()
             self.lam_ = sel.best_lam
@@ -192,8 +202,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.coef_ = chosen.W
         self.history_ = [f.record() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
-        P = softmax(np.asarray(X, dtype=np.float64) @ self.coef_.T)
-        self.label_issues_, self.label_issue_scores_ = rank_label_issues(P, y_enc)
+        if self.cv_results_ is not None:
+            iss = label_issues_from_cv(sel, X, y_enc, model=self.selected_)
+            self.label_issues_, self.label_issue_scores_ = iss.indices, iss.scores
+            sugg = iss.suggested
+        else:
+            P = softmax(np.asarray(X, dtype=np.float64) @ self.coef_.T)
+            self.label_issues_, self.label_issue_scores_ = rank_label_issues(P, y_enc)
+            sugg = np.argmax(P[self.label_issues_], axis=1)
+        self.label_issue_suggestions_ = self.classes_[sugg]
         return self
 
     def decision_function(self, X):

@@ -1,46 +1,95 @@
 """Choosing lam and the model (teacher, SD round, PLL) from the given noisy labels only.
 
-Why held-out accuracy on noisy labels works: under class-symmetric noise at rate
-eta, a held-out label is right with probability 1 - eta and otherwise uniform over the
-other K - 1 classes, so for a model with clean accuracy ``a``
+Notation: N training rows, K classes, ``y`` (N,) the labels *as given* (possibly noisy);
+a *candidate* is one (lam, model) pair, model in ``teacher, sd-1 .. sd-R, pll``.
+
+Why held-out accuracy on noisy labels works
+-------------------------------------------
+Under class-symmetric noise at rate eta a held-out label is right with probability
+1 - eta and otherwise uniform over the other K - 1 classes, independently of the
+features. For a model with clean accuracy ``a`` on the held-out rows
 
     noisy accuracy = a (1 - eta) + (1 - a) eta / (K - 1)
                    = eta / (K - 1) + a (1 - eta K / (K - 1)),
 
-an increasing function of ``a`` whenever ``eta < (K - 1) / K`` (the same edge as the
-plurality condition of THEORY.md §3). Ranking candidates by cross-validated accuracy on
-noisy labels therefore ranks them by clean accuracy, only less sharply (the slope
-shrinks as eta grows, so more folds or more data are needed at high noise). It breaks
-when the noise is not symmetric: with pair-flip (asym) or cluster (cc) noise a model
-can gain noisy accuracy by copying the systematic confusion, and the proxy may then
-prefer the teacher over a student that undid it.
+an increasing affine function of ``a`` whenever ``eta < (K - 1) / K`` (the same edge as
+the plurality condition of THEORY.md §3). Ranking candidates by out-of-fold accuracy on
+the noisy labels therefore ranks them by clean accuracy, only less sharply: differences
+shrink by the slope ``1 - eta K / (K - 1)`` (0.19 for K = 77, eta = 0.8) while the
+sampling error does not, so the proxy needs more rows as eta grows.
+
+Where it breaks: (1) noise that depends on the class or the features (asym pair flips,
+cc flips inside clusters of confusable classes). A model that copies the systematic
+confusion gains noisy accuracy, so the proxy is no longer monotone in clean accuracy
+and tends to prefer the model that memorised the noise (the teacher, small lam) over a
+student that undid it. It stays a fair guide while, in every class, the true label
+remains the plurality of the given labels. (2) eta at or past (K - 1) / K, where the
+slope is 0 or negative. (3) Tiny validation sets, where the differences between
+candidates are below the sampling error (see ``z`` below).
+
+How candidates are compared
+---------------------------
+Every row is held out exactly once (stratified K-fold on the given labels), so each
+candidate gets a vector ``c`` of N out-of-fold hits. The best candidate has the highest
+mean; any candidate whose mean is within ``z`` standard errors of the *paired*
+difference ``c_best - c`` is statistically tied with it, and among tied candidates the
+simplest wins: the fewest fits after the teacher (teacher < sd-1 < ... < sd-R < pll is
+the pipeline order; PLL comes last because it changes the loss), then the largest lam
+(the smoothest model). The paired standard error grows with the noise (more rows on
+which two candidates disagree are coin flips), so the margin is noise-aware by
+construction. ``z = 0`` (the default) picks the plain best.
+
+Cost
+----
+Each fold computes its :class:`~selfdistill.solvers.SpectralBasis` once and reuses it
+for every lam and every round; only the weights of each fold model are kept
+(``(L, M, folds, K, d)``), so out-of-fold probabilities of any candidate cost one
+matrix product (:meth:`CVSelection.oof_proba`), independent of N in memory.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .distill import model_names, self_distill
+from .losses import softmax
+from .solvers import SpectralBasis
 
-__all__ = ["CVSelection", "cross_validate_pipeline", "choose_model"]
+__all__ = ["CVSelection", "cross_validate_pipeline", "choose_model", "select_candidate"]
 
 
 @dataclass(frozen=True)
 class CVSelection:
-    """Cross-validated accuracy on the given labels for each (lam, model).
+    """Out-of-fold accuracy on the given labels for each (lam, model) candidate.
 
     Attributes
     ----------
     lams : list of float
+        Candidate L2 strengths (L).
     models : list of str
-    scores : ndarray of shape (len(lams), len(models))
-        Mean held-out accuracy against the *given* labels.
+        Model names in pipeline order (M).
+    scores : ndarray of shape (L, M)
+        Out-of-fold accuracy against the *given* labels (every row held out once).
+    stderr : ndarray of shape (L, M)
+        Standard error of the paired difference (out-of-fold hits) between the
+        selected candidate and this one (0 for the selected one itself).
     best_lam : float
+        lam of the selected candidate.
     best_model : str
-    method : str
+        Model name of the selected candidate.
+    n_splits : int
+        Folds actually used.
+    z : float
+        Tie margin in paired standard errors used by the rule.
+    folds : list of (train_idx, val_idx)
+    weights : ndarray of shape (L, M, n_splits, K, d)
+        W of every fold model (fitted on ``train_idx``).
+    seconds : float
+        Wall-clock time of the whole cross-validation.
     """
 
     lams: list[float]
@@ -50,18 +99,58 @@ class CVSelection:
     best_model: str
     method: str = "cv"
     n_splits: int = 3
-    extra: dict = field(default_factory=dict)
+    stderr: np.ndarray | None = None
+    z: float = 0.0
+    folds: list = field(default_factory=list, repr=False)
+    weights: np.ndarray | None = field(default=None, repr=False)
+    seconds: float = 0.0
+
+    def oof_proba(self, X: np.ndarray, lam: float | None = None,
+                  model: str | None = None) -> np.ndarray:
+        """Out-of-fold probabilities (N, K) of one candidate (default: the selected one).
+
+        Row i comes from the fold model that did not see row i, so a model that
+        memorised a wrong label cannot vouch for it (cleanlab's out-of-sample rule).
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, d)
+            The training features the selection was run on.
+        lam, model : optional
+            Candidate; defaults to ``best_lam``, ``best_model``.
+        """
+        if self.weights is None:
+            raise ValueError("this CVSelection kept no fold weights")
+        a = self.lams.index(self.best_lam if lam is None else float(lam))
+        b = self.models.index(self.best_model if model is None else model)
+        X64 = np.asarray(X, dtype=np.float64)
+        P = np.empty((X64.shape[0], self.weights.shape[3]))
+        for f, (_, va) in enumerate(self.folds):
+            P[va] = softmax(X64[va] @ self.weights[a, b, f].T)
+        return P
 
     def to_dict(self) -> dict:
-        """SPEC ``lam_selection`` record: method, candidates, scores (+ models)."""
+        """SPEC ``lam_selection`` record.
+
+        ``method``, ``candidates`` (the lams), ``scores`` (best model's out-of-fold
+        accuracy on the given labels per lam), plus ``models``, ``scores_by_model``
+        (L x M), ``stderr_by_model`` (L x M), ``rule``, ``n_splits``, ``best_lam``,
+        ``best_model`` and ``seconds``.
+        """
+        se = self.stderr if self.stderr is not None else np.zeros_like(self.scores)
         return {
             "method": f"{self.n_splits}-fold cv on given labels",
             "candidates": [float(v) for v in self.lams],
             "scores": [float(v) for v in self.scores.max(axis=1)],
-            "models": self.models,
+            "models": list(self.models),
             "scores_by_model": [[float(v) for v in row] for row in self.scores],
+            "stderr_by_model": [[float(v) for v in row] for row in se],
+            "rule": (f"simplest candidate within {self.z:g} paired standard errors of the "
+                     "best out-of-fold accuracy on the given labels"),
+            "n_splits": int(self.n_splits),
             "best_lam": float(self.best_lam),
             "best_model": self.best_model,
+            "seconds": float(self.seconds),
         }
 
 
@@ -81,6 +170,45 @@ def choose_model(scores: Sequence[float], names: Sequence[str], margin: float = 
     return names[int(np.argmax(scores))]  # pragma: no cover
 
 
+def select_candidate(correct: np.ndarray, lams: Sequence[float],
+                     z: float = 0.0) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """The simplest candidate statistically tied with the best (module docstring).
+
+    Parameters
+    ----------
+    correct : ndarray of shape (L, M, N), bool
+        Out-of-fold hits against the given labels; models in pipeline order.
+    lams : sequence of float, length L
+    z : float, default=0.0
+        Margin in standard errors of the paired difference to the best.
+
+    Returns
+    -------
+    a, b : int
+        Index of the chosen lam and model.
+    scores, stderr : ndarray of shape (L, M)
+
+    Examples
+    --------
+    >>> c = np.array([[[1, 1, 0, 0], [1, 1, 1, 0]]], dtype=bool)   # L=1, M=2, N=4
+    >>> select_candidate(c, [1e-5])[:2], select_candidate(c, [1e-5], z=2.0)[:2]
+    ((0, 1), (0, 0))
+    """
+    c = np.asarray(correct, dtype=np.float64)
+    L, M, N = c.shape
+    scores = c.mean(axis=2)
+    a0, b0 = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    diff = c[a0, b0][None, None, :] - c
+    stderr = diff.std(axis=2, ddof=1) / np.sqrt(N) if N > 1 else np.zeros((L, M))
+    tied = scores >= scores[a0, b0] - z * stderr - 1e-12
+    by_lam = np.argsort(-np.asarray(lams, dtype=float), kind="stable")  # largest lam first
+    for b in range(M):
+        for a in by_lam:
+            if tied[a, b]:
+                return int(a), int(b), scores, stderr
+    return int(a0), int(b0), scores, stderr  # pragma: no cover
+
+
 def cross_validate_pipeline(
     X: np.ndarray,
     y: np.ndarray,
@@ -94,36 +222,85 @@ def cross_validate_pipeline(
     n_splits: int = 3,
     seed: int = 0,
     tol: float = 1e-6,
+    z: float = 0.0,
+    select_models: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CVSelection:
-    """K-fold CV of the whole pipeline for each lam, scored on the given labels.
+    """Stratified K-fold CV of the whole pipeline for each lam, scored on the given labels.
 
-    Folds are stratified on the given labels; each fold fits teacher, SD rounds and
-    PLL on the other folds and scores every model on the held-out fold.
+    Each fold fits teacher, SD rounds and PLL on the other folds for every lam (one
+    spectral basis per fold, shared by all lams and rounds) and scores every model on
+    the held-out rows. Only ``y`` is read: clean labels never enter.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d)
+    y : ndarray of shape (N,)
+        Given labels in ``0..K-1``.
+    lams : sequence of float
+        Candidate lams.
+    rounds, pll, pll_loss, q, tol : see :func:`~selfdistill.distill.self_distill`.
+    n_classes : int
+        K.
+    n_splits : int, default=3
+        Folds (lowered to the smallest class count when needed, at least 2).
+    seed : int, default=0
+        Shuffles the folds.
+    z : float, default=0.0
+        Tie margin of :func:`select_candidate`.
+    select_models : sequence of str, optional
+        Choose only among these models (e.g. ``["pll"]`` to tune lam for the PLL
+        student); all models are still scored and reported.
+    progress : callable ``(done, total)``, optional
 
     Returns
     -------
     CVSelection
+
+    Examples
+    --------
+    >>> from selfdistill.datasets import load_digits_dataset
+    >>> ds = load_digits_dataset()
+    >>> sel = cross_validate_pipeline(ds.X_train[:300], ds.y_train[:300], lams=[1e-3, 1e-2],
+    ...                               rounds=1, pll=True, n_classes=10)
+    >>> sel.scores.shape, sel.models
+    ((2, 3), ['teacher', 'sd-1', 'pll'])
+    >>> sel.oof_proba(ds.X_train[:300]).shape
+    (300, 10)
     """
     from sklearn.model_selection import StratifiedKFold
 
+    t0 = time.perf_counter()
+    lams = [float(v) for v in lams]
     names = model_names(rounds, pll)
-    counts = np.bincount(y, minlength=n_classes)
+    K, N, d = int(n_classes), X.shape[0], X.shape[1]
+    counts = np.bincount(y, minlength=K)
     n_splits = int(max(2, min(n_splits, counts[counts > 0].min())))
     folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
-    scores = np.zeros((len(lams), len(names)))
+    correct = np.zeros((len(lams), len(names), N), dtype=bool)
+    weights = np.zeros((len(lams), len(names), n_splits, K, d))
     total, done = len(lams) * n_splits, 0
-    for a, lam in enumerate(lams):
-        for tr, va in folds:
-            fits = self_distill(X[tr], y[tr], lam=lam, rounds=rounds, pll=pll,
-                                pll_loss=pll_loss, q=q, n_classes=n_classes, tol=tol)
+    order = sorted(range(len(lams)), key=lambda a: -lams[a])  # large lam (fast) first
+    for f, (tr, va) in enumerate(folds):
+        Xtr = X[tr]
+        basis = SpectralBasis.from_features(Xtr)
+        Xva = np.asarray(X[va], dtype=np.float64)
+        for a in order:
+            fits = self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
+                                pll_loss=pll_loss, q=q, n_classes=K, tol=tol, basis=basis)
             for b, nf in enumerate(fits):
-                pred = np.argmax(X[va] @ nf.W.T, axis=1)
-                scores[a, b] += np.mean(pred == y[va]) / n_splits
+                weights[a, b, f] = nf.W
+                correct[a, b, va] = np.argmax(Xva @ nf.W.T, axis=1) == y[va]
             done += 1
             if progress is not None:
                 progress(done, total)
-    a_best = int(np.argmax(scores.max(axis=1)))
-    best_model = choose_model(scores[a_best], names)
-    return CVSelection(list(map(float, lams)), names, scores, float(lams[a_best]), best_model,
-                       n_splits=n_splits)
+    keep = list(range(len(names))) if select_models is None else [
+        names.index(m) for m in select_models]
+    a, bk, _, _ = select_candidate(correct[:, keep], lams, z=z)
+    b = keep[bk]
+    scores = correct.mean(axis=2)
+    diff = correct[a, b][None, None, :].astype(np.float64) - correct
+    stderr = diff.std(axis=2, ddof=1) / np.sqrt(N) if N > 1 else np.zeros_like(scores)
+    return CVSelection(lams, names, scores, lams[a], names[b], n_splits=n_splits,
+                       stderr=stderr, z=float(z), folds=folds, weights=weights,
+                       seconds=time.perf_counter() - t0)

@@ -1,0 +1,104 @@
+"""Label-issue detection (selfdistill.issues) and the `fit --issues` CSV."""
+
+import csv
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from selfdistill import SelfDistillationClassifier, make_noisy_labels
+from selfdistill.cli import run
+from selfdistill.distill import self_distill
+from selfdistill.issues import find_label_issues, label_issues_from_cv, rank_label_issues
+from selfdistill.model_selection import cross_validate_pipeline
+
+from .conftest import write_npz
+
+pytestmark = pytest.mark.filterwarnings("error", category=ConvergenceWarning)
+
+
+def check_ranked(iss, y):
+    """Flagged rows: distinct, given label as stored, suggestion differs, scores descending."""
+    assert len(set(iss.indices.tolist())) == len(iss)
+    np.testing.assert_array_equal(iss.given, y[iss.indices])
+    assert np.all(iss.suggested != iss.given)
+    assert np.all(np.diff(iss.scores) <= 0) and np.all((iss.scores > 0) & (iss.scores <= 1))
+
+
+def test_rank_and_records():
+    P = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
+    y = np.array([0, 0, 0, 2])
+    idx, sc = rank_label_issues(P, y)
+    assert idx.tolist() == [1, 2] and sc.tolist() == pytest.approx([0.5, 0.1])
+    iss = find_label_issues(P, y)
+    assert iss.to_records() == [(1, 0, 1, pytest.approx(0.5)), (2, 0, 2, pytest.approx(0.1))]
+    check_ranked(iss, y)
+
+
+@pytest.fixture(scope="module")
+def noisy(digits):
+    y, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.3, n_classes=10, seed=0)
+    return digits.X_train, y, y != digits.y_train
+
+
+def test_out_of_fold_issues_find_the_corrupted_rows(noisy):
+    X, y, corrupted = noisy
+    cv = cross_validate_pipeline(X, y, lams=[1e-3], rounds=1, pll=True, n_classes=10)
+    iss = label_issues_from_cv(cv, X, y)
+    check_ranked(iss, y)
+    precision = corrupted[iss.indices].mean()
+    recall = corrupted[iss.indices].sum() / corrupted.sum()
+    assert precision > 2 * corrupted.mean() and precision > 0.75  # chance is 0.3
+    assert recall > 0.8
+    # the most confident flags are the most precise
+    top = iss.indices[: len(iss) // 4]
+    assert corrupted[top].mean() >= precision
+
+
+def test_out_of_fold_beats_in_sample_when_the_teacher_memorises(block):
+    """THEORY.md §3 block features (rank N): at small lam the teacher fits every wrong
+    label, so in-sample it vouches for all of them; out-of-fold, the neighbours speak."""
+    X, y_clean = block
+    y, _ = make_noisy_labels(y_clean, kind="sym", rate=0.4, n_classes=4, seed=0)
+    corrupted = y != y_clean
+    cv = cross_validate_pipeline(X, y, lams=[1e-4], rounds=0, pll=False, n_classes=4)
+    oof = label_issues_from_cv(cv, X, y, model="teacher")
+    (teacher,) = self_distill(X, y, lam=1e-4, rounds=0, pll=False, n_classes=4)
+    ins = find_label_issues(teacher.predict_proba(X), y, source="in-sample")
+    assert corrupted[ins.indices].sum() <= 0.1 * corrupted.sum()
+    assert corrupted[oof.indices].mean() > 0.9
+    assert corrupted[oof.indices].sum() > 0.9 * corrupted.sum()
+
+
+def test_estimator_label_issues_auto_use_out_of_fold(noisy):
+    X, y, corrupted = noisy
+    clf = SelfDistillationClassifier(lam="auto", lam_grid=(1e-3,), mode="auto", rounds=1,
+                                     cv=3, random_state=0).fit(X, y)
+    assert len(clf.label_issues_) == len(clf.label_issue_scores_)
+    assert corrupted[clf.label_issues_].mean() > 0.75
+    assert np.all(clf.label_issue_suggestions_ != y[clf.label_issues_])
+
+
+def test_fit_issues_csv(capsys, tmp_path, digits):
+    y, _ = make_noisy_labels(digits.y_train[:400], kind="sym", rate=0.3, n_classes=10, seed=0)
+    npz = write_npz(tmp_path / "noisy.npz", X_train=digits.X_train[:400], y_train=y,
+                    y_train_clean=digits.y_train[:400], X_test=digits.X_test[:100],
+                    y_test=digits.y_test[:100],
+                    classes=np.array([f"d,{k}" for k in range(10)]))
+    out = tmp_path / "issues.csv"
+    with pytest.raises(SystemExit) as exc:
+        run(["fit", npz, "--lam", "auto", "--rounds", "1", "--issues", str(out), "--quiet"])
+    assert exc.value.code == 0
+    capsys.readouterr()
+    with open(out, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0][:4] == ["index", "given_label", "suggested_label", "score"]
+    body = rows[1:]
+    assert len(body) > 20
+    idx = [int(r[0]) for r in body]
+    scores = [float(r[3]) for r in body]
+    assert len(set(idx)) == len(idx) and scores == sorted(scores, reverse=True)
+    assert all(int(r[1]) == y[int(r[0])] and r[1] != r[2] for r in body)
+    assert all(0 < s <= 1 for s in scores)
+    corrupted = y != digits.y_train[:400]
+    assert corrupted[idx].mean() > 2 * corrupted.mean()

@@ -1,0 +1,103 @@
+"""Choosing lam and the model from noisy labels only (selfdistill.model_selection)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from selfdistill import SelfDistillationClassifier, make_noisy_labels
+from selfdistill.distill import self_distill
+from selfdistill.experiments.runner import run_experiment
+from selfdistill.model_selection import cross_validate_pipeline, select_candidate
+
+pytestmark = pytest.mark.filterwarnings("error", category=ConvergenceWarning)
+
+LAMS = (1e-5, 1e-3, 1e-1)
+
+
+@pytest.fixture(scope="module")
+def noisy_digits(digits):
+    y, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.5, n_classes=10, seed=0)
+    return digits, y
+
+
+@pytest.fixture(scope="module")
+def selection(noisy_digits):
+    ds, y = noisy_digits
+    return cross_validate_pipeline(ds.X_train, y, lams=LAMS, rounds=1, pll=True,
+                                   n_classes=10, seed=0)
+
+
+def test_cv_proxy_picks_a_good_lam_and_model(noisy_digits, selection):
+    """The noisy-label choice is within 2 points of the best choice by clean test labels."""
+    ds, y = noisy_digits
+    test = {}
+    for lam in LAMS:
+        for f in self_distill(ds.X_train, y, lam=lam, rounds=1, pll=True, n_classes=10):
+            test[lam, f.name] = np.mean(np.argmax(ds.X_test @ f.W.T, 1) == ds.y_test)
+    chosen = test[selection.best_lam, selection.best_model]
+    assert chosen >= max(test.values()) - 0.02
+    # and far better than the worst candidate (the grid spans under- and over-fitting)
+    assert chosen - min(test.values()) > 0.3
+
+
+def test_lam_selection_record(selection):
+    rec = selection.to_dict()
+    assert {"method", "candidates", "scores"} <= set(rec)  # SPEC keys
+    assert rec["candidates"] == list(LAMS)
+    assert len(rec["scores"]) == len(LAMS) and all(0 <= s <= 1 for s in rec["scores"])
+    assert rec["models"] == ["teacher", "sd-1", "pll"]
+    assert np.shape(rec["scores_by_model"]) == np.shape(rec["stderr_by_model"]) == (3, 3)
+    assert rec["best_lam"] in LAMS and rec["best_model"] in rec["models"]
+    assert "fold" in rec["method"] and rec["n_splits"] == 3
+
+
+def test_oof_proba_comes_from_models_that_did_not_see_the_row(noisy_digits, selection):
+    ds, y = noisy_digits
+    P = selection.oof_proba(ds.X_train)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    # out-of-fold agreement with the given labels is the recorded score
+    a = selection.lams.index(selection.best_lam)
+    b = selection.models.index(selection.best_model)
+    assert np.mean(P.argmax(1) == y) == pytest.approx(selection.scores[a, b])
+    # every row is held out exactly once
+    held = np.sort(np.concatenate([va for _, va in selection.folds]))
+    np.testing.assert_array_equal(held, np.arange(len(y)))
+
+
+def test_tie_rule_prefers_simpler_then_larger_lam():
+    rng = np.random.default_rng(0)
+    base = rng.random(2000) < 0.8
+    base[:4] = False
+    correct = np.stack([np.stack([base, base.copy()]), np.stack([base, base.copy()])])
+    correct[1, 1, :4] = True  # lam index 1, model 1 a hair better
+    assert select_candidate(correct, [1e-5, 1e-4], z=0.0)[:2] == (1, 1)
+    # 4 rows better of 4 that differ: 2 paired standard errors; within z=3 the teacher
+    # (model 0) at the larger lam (index 1) wins
+    assert select_candidate(correct, [1e-5, 1e-4], z=3.0)[:2] == (1, 0)
+
+
+def test_clean_labels_are_never_read(digits):
+    """Garbage y_train_clean changes nothing in the choice, only the clean-label metrics."""
+    y, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.4, n_classes=10, seed=1)
+    small = replace(digits, X_train=digits.X_train[:500], y_train=y[:500],
+                    y_train_clean=digits.y_train[:500], name="noisy-digits")
+    garbage = replace(small, y_train_clean=np.random.default_rng(0).integers(0, 10, 500))
+    kw = dict(lam="auto", lam_grid=(1e-3, 1e-1), rounds=1, n_splits=2)
+    a, b = run_experiment(small, **kw), run_experiment(garbage, **kw)
+    assert a["lam_selection"] == {**b["lam_selection"], "seconds": a["lam_selection"]["seconds"]}
+    assert a["lam"] == b["lam"] and a["selected"] == b["selected"]
+    assert [m["test_acc"] for m in a["models"]] == [m["test_acc"] for m in b["models"]]
+    assert a["models"][0]["train_acc_true"] != b["models"][0]["train_acc_true"]
+
+
+def test_estimator_lam_auto(noisy_digits):
+    ds, y = noisy_digits
+    clf = SelfDistillationClassifier(lam="auto", lam_grid=(1e-3, 1e-1), mode="auto", rounds=1,
+                                     cv=2, random_state=0).fit(ds.X_train[:600], y[:600])
+    assert clf.lam_ == clf.cv_results_["best_lam"] and clf.lam_ in (1e-3, 1e-1)
+    assert clf.selected_ == clf.cv_results_["best_model"]
+    fixed = SelfDistillationClassifier(lam="auto", lam_grid=(1e-3, 1e-1), mode="pll", rounds=1,
+                                       cv=2, random_state=0).fit(ds.X_train[:600], y[:600])
+    assert fixed.selected_ == "pll" and fixed.cv_results_["best_model"] == "pll"
