@@ -9,7 +9,12 @@ from sklearn.exceptions import ConvergenceWarning
 from selfdistill import SelfDistillationClassifier, make_noisy_labels
 from selfdistill.cli import run
 from selfdistill.distill import self_distill
-from selfdistill.issues import find_label_issues, label_issues_from_cv, rank_label_issues
+from selfdistill.issues import (
+    estimate_n_issues,
+    find_label_issues,
+    label_issues_from_cv,
+    rank_label_issues,
+)
 from selfdistill.model_selection import cross_validate_pipeline
 
 from .conftest import write_npz
@@ -26,13 +31,25 @@ def check_ranked(iss, y):
 
 
 def test_rank_and_records():
-    P = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
-    y = np.array([0, 0, 0, 2])
+    # thresholds t = (0.6, 0.1); confident joint [[2, 1], [1, 0]] -> 2 issues
+    P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    y = np.array([0, 0, 0, 1])
+    assert estimate_n_issues(P, y) == 2
     idx, sc = rank_label_issues(P, y)
-    assert idx.tolist() == [1, 2] and sc.tolist() == pytest.approx([0.5, 0.1])
+    assert idx.tolist() == [3, 2] and sc.tolist() == pytest.approx([0.9, 0.7])
     iss = find_label_issues(P, y)
-    assert iss.to_records() == [(1, 0, 1, pytest.approx(0.5)), (2, 0, 2, pytest.approx(0.1))]
+    assert iss.to_records() == [(3, 1, 0, pytest.approx(0.9)), (2, 0, 1, pytest.approx(0.7))]
     check_ranked(iss, y)
+
+
+def test_count_follows_the_noise(digits):
+    """The estimated number of issues tracks the true number (oracle-free)."""
+    for rate in (0.1, 0.3):
+        y, _ = make_noisy_labels(digits.y_train, kind="sym", rate=rate, n_classes=10, seed=0)
+        P = np.full((len(y), 10), 0.02)
+        P[np.arange(len(y)), digits.y_train] = 0.82  # a good model's view
+        n_true = int(np.sum(y != digits.y_train))
+        assert abs(estimate_n_issues(P, y) - n_true) <= 0.1 * n_true
 
 
 @pytest.fixture(scope="module")

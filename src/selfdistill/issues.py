@@ -16,19 +16,27 @@ This is cleanlab's out-of-sample rule, applied to the refined model.
 
 Flagged set and score
 ---------------------
-Row i with given label g is flagged when the model's top class s = argmax_k P_ik differs
-from g (cleanlab's ``filter_by="predicted_neq_given"``). Under class-symmetric noise a
-flagged row is wrong unless the model errs on a correctly labelled row, so the flagged
-set's precision is about ``eta a / (eta a + (1 - eta)(1 - a_clean))`` and its recall
-about the model's clean accuracy on the corrupted rows: the better the model, the better
-both. Flagged rows are ranked by the margin
+Score of row i with given label g: ``score_i = 1 - P_ig``, the probability the model
+puts on the *other* classes (cleanlab's ``self_confidence`` ranking, reversed so that
+larger means more likely wrong). On BANKING77 it ranks the corrupted rows far better
+than the margin ``P_is - P_ig``: a row whose given label gets almost no mass is wrong
+even when the model hesitates between two other classes.
 
-    score_i = P_is - P_ig  in (0, 1]
+How many rows to flag: the estimated number of label errors, from the calibrated
+confident joint of Northcutt et al. (2021, "Confident learning"):
 
-by which the model prefers another class over the given one (cleanlab's
-``normalized_margin`` without the rescaling): near 1 when the model is sure and gives the
-given label almost no mass, near 0 for a coin flip between the two. Larger means more
-likely wrong.
+1. per-class thresholds ``t_j = mean of P_ij over rows given label j`` (the typical
+   self-confidence of class j; it falls as the noise grows, so no noise rate is needed);
+2. row i is confidently of class ``j*_i = argmax {P_ij : P_ij >= t_j}`` (none if no
+   class reaches its threshold); ``C[g, j]`` counts rows given g, confidently j;
+3. calibrate each row of C to the class size, ``C~[g, j] = C[g, j] n_g / sum_j C[g, j]``;
+4. ``n_hat = sum of the off-diagonal of C~``.
+
+The top ``n_hat`` rows by score among those whose top class differs from the given one
+(so a suggestion exists) are flagged, most likely wrong first; ``suggested`` is the
+model's top class. The count is pooled over classes rather than applied per class:
+with a hundred rows per class the per-class counts are too noisy to cut on (measured:
+F1 0.94 pooled vs 0.91 per class on BANKING77, sym noise 0.2).
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LabelIssues", "rank_label_issues", "find_label_issues", "label_issues_from_cv"]
+__all__ = ["LabelIssues", "estimate_n_issues", "rank_label_issues", "find_label_issues",
+           "label_issues_from_cv"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class LabelIssues:
     suggested : ndarray of int, shape (n_issues,)
         The model's top class for each (never equal to ``given``).
     scores : ndarray of float, shape (n_issues,)
-        ``P[i, suggested] - P[i, given]`` in (0, 1], descending.
+        ``1 - P[i, given]`` in (0, 1], descending.
     source : str
         ``"out-of-fold"`` or ``"in-sample"``: which probabilities were used.
     """
@@ -73,8 +82,31 @@ class LabelIssues:
                 for i, g, s, sc in zip(self.indices, self.given, self.suggested, self.scores)]
 
 
+def estimate_n_issues(P: np.ndarray, y: np.ndarray) -> int:
+    """Number of label errors from the calibrated confident joint (module docstring).
+
+    Examples
+    --------
+    >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    >>> estimate_n_issues(P, np.array([0, 0, 0, 1]))
+    2
+    """
+    N, K = P.shape
+    n_k = np.bincount(y, minlength=K)
+    sums = np.zeros(K)
+    np.add.at(sums, y, P[np.arange(N), y])
+    t = np.where(n_k > 0, sums / np.maximum(n_k, 1), np.inf)
+    above = P >= t[None, :]
+    conf = np.where(above, P, -1.0).argmax(axis=1)
+    has = above.any(axis=1)
+    C = np.zeros((K, K))
+    np.add.at(C, (y[has], conf[has]), 1.0)
+    C_cal = C / np.maximum(C.sum(axis=1, keepdims=True), 1.0) * n_k[:, None]
+    return int(round(float(C_cal.sum() - np.trace(C_cal))))
+
+
 def rank_label_issues(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rank training rows whose given label disagrees with the model's prediction.
+    """Flag and rank likely label errors (module docstring: score, count).
 
     Parameters
     ----------
@@ -86,22 +118,23 @@ def rank_label_issues(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
     Returns
     -------
     indices : ndarray of int
-        Flagged rows, highest score first (ties by row index).
+        The :func:`estimate_n_issues` rows with the highest score among those whose
+        top class is not the given one, highest score first (ties by row index).
     scores : ndarray of float
-        ``P[i, suggested] - P[i, given]`` for those rows, descending.
+        ``1 - P[i, given]`` for those rows, descending.
 
     Examples
     --------
-    >>> P = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
-    >>> rank_label_issues(P, np.array([0, 0, 0]))
-    (array([1, 2]), array([0.6, 0.2]))
+    >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    >>> rank_label_issues(P, np.array([0, 0, 0, 1]))
+    (array([3, 2]), array([0.9, 0.7]))
     """
     N = len(y)
-    suggested = np.argmax(P, axis=1)
-    score = P[np.arange(N), suggested] - P[np.arange(N), y]
-    flagged = np.flatnonzero(suggested != y)
-    order = np.lexsort((flagged, -score[flagged]))
-    idx = flagged[order]
+    y = np.asarray(y)
+    score = 1.0 - P[np.arange(N), y]
+    cand = np.flatnonzero(np.argmax(P, axis=1) != y)
+    order = np.lexsort((cand, -score[cand]))
+    idx = cand[order][: estimate_n_issues(P, y)]
     return idx, np.round(score[idx], 12)
 
 
@@ -120,9 +153,9 @@ def find_label_issues(P: np.ndarray, y: np.ndarray, *, source: str = "out-of-fol
 
     Examples
     --------
-    >>> P = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6]])
-    >>> find_label_issues(P, np.array([0, 0, 0])).to_records()
-    [(1, 0, 1, 0.6), (2, 0, 1, 0.2)]
+    >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    >>> find_label_issues(P, np.array([0, 0, 0, 1])).to_records()
+    [(3, 1, 0, 0.9), (2, 0, 1, 0.7)]
     """
     idx, scores = rank_label_issues(P, y)
     return LabelIssues(idx, np.asarray(y)[idx], np.argmax(P[idx], axis=1), scores, source)
