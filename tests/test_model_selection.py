@@ -101,3 +101,17 @@ def test_estimator_lam_auto(noisy_digits):
     fixed = SelfDistillationClassifier(lam="auto", lam_grid=(1e-3, 1e-1), mode="pll", rounds=1,
                                        cv=2, random_state=0).fit(ds.X_train[:600], y[:600])
     assert fixed.selected_ == "pll" and fixed.cv_results_["best_model"] == "pll"
+
+
+def test_racing_drops_a_hopeless_lam_without_changing_the_choice(noisy_digits):
+    ds, y = noisy_digits
+    X, y = ds.X_train[:600], y[:600]
+    kw = dict(lams=[1e-3, 10.0], rounds=1, pll=True, n_classes=10, seed=0)
+    raced = cross_validate_pipeline(X, y, **kw)
+    full = cross_validate_pipeline(X, y, race=None, **kw)
+    assert full.folds_used == [3, 3] and raced.folds_used == [3, 1]
+    assert (raced.best_lam, raced.best_model) == (full.best_lam, full.best_model)
+    np.testing.assert_allclose(raced.oof_proba(X), full.oof_proba(X))
+    with pytest.raises(ValueError, match="dropped by racing"):
+        raced.oof_proba(X, lam=10.0)
+    assert raced.to_dict()["folds_used"] == [3, 1]

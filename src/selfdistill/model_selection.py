@@ -45,6 +45,11 @@ Each fold computes its :class:`~selfdistill.solvers.SpectralBasis` once and reus
 for every lam and every round; only the weights of each fold model are kept
 (``(L, M, folds, K, d)``), so out-of-fold probabilities of any candidate cost one
 matrix product (:meth:`CVSelection.oof_proba`), independent of N in memory.
+Racing (``race``): after each fold a lam whose best model already trails the best
+candidate by more than 4 paired standard errors is not fitted on the remaining folds;
+on BANKING77 that is typically the slow lam = 1e-6 at low noise (two thirds of its
+folds saved). Warm-starting a lam path from the previous lam's solution was measured
+and not adopted: 66 -> 61 iterations for lam = 1e-5 from 1e-4, within timing noise.
 """
 
 from __future__ import annotations
@@ -90,6 +95,9 @@ class CVSelection:
         W of every fold model (fitted on ``train_idx``).
     seconds : float
         Wall-clock time of the whole cross-validation.
+    folds_used : list of int
+        Folds fitted per lam (fewer than ``n_splits`` when racing dropped it; its
+        scores then cover only those folds' rows).
     """
 
     lams: list[float]
@@ -104,6 +112,7 @@ class CVSelection:
     folds: list = field(default_factory=list, repr=False)
     weights: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
+    folds_used: list | None = None
 
     def oof_proba(self, X: np.ndarray, lam: float | None = None,
                   model: str | None = None) -> np.ndarray:
@@ -123,6 +132,9 @@ class CVSelection:
             raise ValueError("this CVSelection kept no fold weights")
         a = self.lams.index(self.best_lam if lam is None else float(lam))
         b = self.models.index(self.best_model if model is None else model)
+        if self.folds_used is not None and self.folds_used[a] < len(self.folds):
+            raise ValueError(f"lam={self.lams[a]:g} was dropped by racing after "
+                             f"{self.folds_used[a]} folds: no out-of-fold probabilities")
         X64 = np.asarray(X, dtype=np.float64)
         P = np.empty((X64.shape[0], self.weights.shape[3]))
         for f, (_, va) in enumerate(self.folds):
@@ -144,7 +156,10 @@ class CVSelection:
             "scores": [float(v) for v in self.scores.max(axis=1)],
             "models": list(self.models),
             "scores_by_model": [[float(v) for v in row] for row in self.scores],
-            "stderr_by_model": [[float(v) for v in row] for row in se],
+            "stderr_by_model": [[None if np.isnan(v) else float(v) for v in row]
+                                for row in se],
+            "folds_used": (None if self.folds_used is None
+                           else [int(v) for v in self.folds_used]),
             "rule": (f"simplest candidate within {self.z:g} paired standard errors of the "
                      "best out-of-fold accuracy on the given labels"),
             "n_splits": int(self.n_splits),
@@ -224,6 +239,7 @@ def cross_validate_pipeline(
     tol: float = 1e-6,
     z: float = 0.0,
     select_models: Sequence[str] | None = None,
+    race: float | None = 4.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> CVSelection:
     """Stratified K-fold CV of the whole pipeline for each lam, scored on the given labels.
@@ -251,6 +267,12 @@ def cross_validate_pipeline(
     select_models : sequence of str, optional
         Choose only among these models (e.g. ``["pll"]`` to tune lam for the PLL
         student); all models are still scored and reported.
+    race : float or None, default=4.0
+        Racing: after each fold, a lam whose best model trails the best candidate by
+        more than ``race`` paired standard errors on the rows held out so far is not
+        fitted on the remaining folds (its scores then cover only those rows, and it
+        cannot be selected). 4 standard errors make a wrong drop very unlikely; it
+        mostly saves the slow, clearly overfitting small lam. ``None`` fits all.
     progress : callable ``(done, total)``, optional
 
     Returns
@@ -281,26 +303,50 @@ def cross_validate_pipeline(
     weights = np.zeros((len(lams), len(names), n_splits, K, d))
     total, done = len(lams) * n_splits, 0
     order = sorted(range(len(lams)), key=lambda a: -lams[a])  # large lam (fast) first
+    active = set(range(len(lams)))
+    folds_used = np.zeros(len(lams), dtype=int)
+    keep = list(range(len(names))) if select_models is None else [
+        names.index(m) for m in select_models]
+    seen = np.zeros(N, dtype=bool)
     for f, (tr, va) in enumerate(folds):
         Xtr = X[tr]
         basis = SpectralBasis.from_features(Xtr)
         Xva = np.asarray(X[va], dtype=np.float64)
         for a in order:
+            if a not in active:
+                continue
             fits = self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
                                 pll_loss=pll_loss, q=q, n_classes=K, tol=tol, basis=basis)
             for b, nf in enumerate(fits):
                 weights[a, b, f] = nf.W
                 correct[a, b, va] = np.argmax(Xva @ nf.W.T, axis=1) == y[va]
+            folds_used[a] += 1
             done += 1
             if progress is not None:
                 progress(done, total)
-    keep = list(range(len(names))) if select_models is None else [
-        names.index(m) for m in select_models]
-    a, bk, _, _ = select_candidate(correct[:, keep], lams, z=z)
-    b = keep[bk]
-    scores = correct.mean(axis=2)
+        seen[va] = True
+        if race is not None and f < n_splits - 1 and len(active) > 1:
+            act = sorted(active)
+            c = correct[act][:, keep][:, :, seen].astype(np.float64)
+            sc = c.mean(axis=2)
+            ab = np.unravel_index(int(np.argmax(sc)), sc.shape)
+            for i, a in enumerate(act):
+                b = int(np.argmax(sc[i]))
+                diff = c[ab] - c[i, b]
+                se = diff.std(ddof=1) / np.sqrt(diff.size)
+                if diff.mean() > race * se and diff.mean() > 0:
+                    active.discard(a)
+                    done += n_splits - 1 - f
+    complete = np.array([folds_used[a] == n_splits for a in range(len(lams))])
+    c_sel = correct[complete][:, keep]
+    a_c, bk, _, _ = select_candidate(c_sel, [lams[a] for a in np.flatnonzero(complete)], z=z)
+    a, b = int(np.flatnonzero(complete)[a_c]), keep[bk]
+    n_seen = np.array([sum(len(folds[f][1]) for f in range(folds_used[a_]))
+                       for a_ in range(len(lams))])
+    scores = correct.sum(axis=2) / np.maximum(n_seen, 1)[:, None]
     diff = correct[a, b][None, None, :].astype(np.float64) - correct
     stderr = diff.std(axis=2, ddof=1) / np.sqrt(N) if N > 1 else np.zeros_like(scores)
+    stderr[~complete] = np.nan
     return CVSelection(lams, names, scores, lams[a], names[b], n_splits=n_splits,
                        stderr=stderr, z=float(z), folds=folds, weights=weights,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, folds_used=folds_used.tolist())
