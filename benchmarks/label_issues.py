@@ -167,8 +167,26 @@ def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
 
+NOTES = """
+Columns: *selected* is what `--lam auto` chose from the noisy labels alone (3-fold CV,
+lam in {1e-6, 1e-5, 1e-4}, teacher / SD 1-4 / PLL). P / R / F1 (%) are for the flagged
+rows against the truly corrupted ones. *ours* flags the calibrated-confident-joint count
+of rows, ranked by 1 - P[given] under the selected model's out-of-fold probabilities.
+*cleanlab* is `cleanlab.filter.find_label_issues` with default arguments on 5-fold
+out-of-fold `LogisticRegression(max_iter=1000)` probabilities. Test accuracy (%) is for
+the selected model refitted on all rows, and for `CleanLearning(LogisticRegression)`.
+*oracle* is the best test accuracy over all 18 (lam, model) pairs, chosen with the clean
+test labels (sym rows only). Seconds: ours = CV + final pipeline; cleanlab = out-of-fold
+probabilities + find_label_issues / + CleanLearning's prune-and-refit.
+
+Reproduce: `.venv/bin/python benchmarks/label_issues.py --out docs/label_issues.md`
+(cleanlab comes with the `[dev]` extra).
+"""
+
+
 def table(rows: list[dict], header: str) -> str:
-    lines = [header, "",
+    lines = ["# Label issues and noisy-label model selection vs cleanlab", "",
+             header, NOTES,
              "| noise | eta | seed | selected (lam, model) | ours P / R / F1 | "
              "cleanlab P / R / F1 | ours test acc | CleanLearning test acc | "
              "oracle test acc | ours s | cleanlab s (issues / CL) |",
