@@ -78,9 +78,10 @@ def run_ours(ds, y_noisy, corrupted, seed, *, oracle: bool, n_splits: int,
     out = {"cv_seconds": t_cv, "lam": cv.best_lam, "model": cv.best_model,
            "lam_selection": cv.to_dict(), "issues_oof": prf(iss.indices, corrupted)}
     # per-candidate out-of-fold hits, to compare tie rules after the fact
+    complete = [lam for lam, k in zip(cv.lams, cv.folds_used) if k == cv.n_splits]
     correct = np.stack([
         np.stack([np.argmax(cv.oof_proba(X, lam, m), 1) == y_noisy for m in cv.models])
-        for lam in cv.lams])
+        for lam in complete])
     # final fits: the selected lam always; every lam for the oracle
     test = {}
     for lam in (LAMS if oracle else (cv.best_lam,)):
@@ -100,8 +101,8 @@ def run_ours(ds, y_noisy, corrupted, seed, *, oracle: bool, n_splits: int,
     out["test_by_candidate"] = test
     rules = {}
     for z in (0.0, 0.5, 1.0, 2.0):
-        a, b, _, _ = select_candidate(correct, cv.lams, z=z)
-        lam, m = cv.lams[a], cv.models[b]
+        a, b, _, _ = select_candidate(correct, complete, z=z)
+        lam, m = complete[a], cv.models[b]
         rules[str(z)] = {"lam": lam, "model": m,
                          "test_acc": test.get(repr(lam), {}).get(m)}
     out["rules"] = rules

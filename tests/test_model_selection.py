@@ -51,6 +51,7 @@ def test_lam_selection_record(selection):
     assert np.shape(rec["scores_by_model"]) == np.shape(rec["stderr_by_model"]) == (3, 3)
     assert rec["best_lam"] in LAMS and rec["best_model"] in rec["models"]
     assert "fold" in rec["method"] and rec["n_splits"] == 3
+    assert rec["at_grid_edge"] == (rec["best_lam"] in (1e-5, 1e-1))
 
 
 def test_oof_proba_comes_from_models_that_did_not_see_the_row(noisy_digits, selection):

@@ -147,7 +147,8 @@ class CVSelection:
         ``method``, ``candidates`` (the lams), ``scores`` (best model's out-of-fold
         accuracy on the given labels per lam), plus ``models``, ``scores_by_model``
         (L x M), ``stderr_by_model`` (L x M), ``rule``, ``n_splits``, ``best_lam``,
-        ``best_model`` and ``seconds``.
+        ``best_model``, ``at_grid_edge`` (the chosen lam is the smallest or largest
+        candidate: widen the grid) and ``seconds``.
         """
         se = self.stderr if self.stderr is not None else np.zeros_like(self.scores)
         return {
@@ -165,6 +166,8 @@ class CVSelection:
             "n_splits": int(self.n_splits),
             "best_lam": float(self.best_lam),
             "best_model": self.best_model,
+            "at_grid_edge": bool(len(self.lams) > 1
+                                 and self.best_lam in (min(self.lams), max(self.lams))),
             "seconds": float(self.seconds),
         }
 
