@@ -172,7 +172,8 @@ NOTES = """
 Columns: *selected* is what `--lam auto` chose from the noisy labels alone (3-fold CV,
 lam in {1e-6, 1e-5, 1e-4}, teacher / SD 1-4 / PLL). P / R / F1 (%) are for the flagged
 rows against the truly corrupted ones. *ours* flags the calibrated-confident-joint count
-of rows, ranked by 1 - P[given] under the selected model's out-of-fold probabilities.
+of rows, ranked by 1 - P[given] under the selected model's out-of-fold probabilities
+(*in-sample*: the same rule on the refitted model's training-set probabilities).
 *cleanlab* is `cleanlab.filter.find_label_issues` with default arguments on 5-fold
 out-of-fold `LogisticRegression(max_iter=1000)` probabilities. Test accuracy (%) is for
 the selected model refitted on all rows, and for `CleanLearning(LogisticRegression)`.
@@ -189,9 +190,9 @@ def table(rows: list[dict], header: str) -> str:
     lines = ["# Label issues and noisy-label model selection vs cleanlab", "",
              header, NOTES,
              "| noise | eta | seed | selected (lam, model) | ours P / R / F1 | "
-             "cleanlab P / R / F1 | ours test acc | CleanLearning test acc | "
-             "oracle test acc | ours s | cleanlab s (issues / CL) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "ours F1 in-sample | cleanlab P / R / F1 | ours test acc | "
+             "CleanLearning test acc | oracle test acc | ours s | cleanlab s (issues / CL) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (["sym", "asym", "cc"].index(r["kind"]),
                                          r["rate"], r["seed"])):
         o, c = r["ours"], r["cleanlab"]
@@ -201,6 +202,7 @@ def table(rows: list[dict], header: str) -> str:
         lines.append(
             f"| {r['kind']} | {r['rate']:g} | {r['seed']} | {o['lam']:g}, {o['model']} | "
             f"{pct(io['precision'])} / {pct(io['recall'])} / **{pct(io['f1'])}** | "
+            f"{pct(o['issues_insample']['f1'])} | "
             f"{pct(ic['precision'])} / {pct(ic['recall'])} / **{pct(ic['f1'])}** | "
             f"**{pct(o['test_acc'])}** | **{pct(c['cl_test_acc'])}** | {pct(oracle)} | "
             f"{o['seconds']:.0f} | {c['issues_seconds']:.0f} / {c['cl_seconds']:.0f} |")

@@ -7,12 +7,15 @@ Which probabilities
 -------------------
 Use **out-of-fold** probabilities: row i scored by a model fitted without row i
 (:meth:`selfdistill.model_selection.CVSelection.oof_proba`, already computed when lam or
-the model is chosen by cross-validation). In-sample probabilities of a model fitted on
-the noisy labels partly memorise them (at lam = 1e-5 the BANKING77 teacher agrees with
-most of its wrong labels), so the noise vouches for itself; the refined SD/PLL students
-inherit part of that through the teacher's outputs. Out-of-fold, a wrong label can only
-be supported by its neighbours, which is the label-averaging argument of THEORY.md §1-3.
-This is cleanlab's out-of-sample rule, applied to the refined model.
+the model is chosen by cross-validation). In-sample probabilities of a model that can
+memorise its labels (small lam, d comparable to N) agree with the noise, which then
+vouches for itself: on THEORY.md §3 block features at lam = 1e-4 the teacher flags none
+of its 48 wrong labels in-sample and all 48 out-of-fold. Out-of-fold, a wrong label can
+only be supported by its neighbours, which is the label-averaging argument of THEORY.md
+§1-3 and cleanlab's out-of-sample rule. Where the refined model does not memorise
+(BANKING77, lam = 1e-5, SD/PLL students) in-sample probabilities come from a model
+fitted on all rows and were measured as good or slightly better (docs/label_issues.md);
+out-of-fold is the choice that cannot fail silently.
 
 Flagged set and score
 ---------------------
