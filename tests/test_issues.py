@@ -14,6 +14,7 @@ from selfdistill.issues import (
     find_label_issues,
     label_issues_from_cv,
     rank_label_issues,
+    refit_without_issues,
 )
 from selfdistill.model_selection import cross_validate_pipeline
 
@@ -119,3 +120,16 @@ def test_fit_issues_csv(capsys, tmp_path, digits):
     assert all(0 < s <= 1 for s in scores)
     corrupted = y != digits.y_train[:400]
     assert corrupted[idx].mean() > 2 * corrupted.mean()
+
+
+def test_refit_without_issues_beats_the_noisy_teacher(noisy, digits):
+    X, y, _ = noisy
+    cv = cross_validate_pipeline(X, y, lams=[1e-3], rounds=1, pll=True, n_classes=10)
+    iss = label_issues_from_cv(cv, X, y)
+    clean = refit_without_issues(X, y, iss, lam=1e-3, n_classes=10)
+    (teacher,) = self_distill(X, y, lam=1e-3, rounds=0, pll=False, n_classes=10)
+
+    def acc(W):
+        return np.mean(np.argmax(digits.X_test @ W.T, 1) == digits.y_test)
+
+    assert clean.name == "clean" and acc(clean.W) > acc(teacher.W)
