@@ -95,6 +95,10 @@ def pll_targets(P: np.ndarray, k: int = 2) -> np.ndarray:
     P : ndarray of shape (N, K)
         Teacher outputs on the training set.
     k : int, default=2
+        Candidate-set size, capped at ``K - 1`` so that a partial label always rules
+        out at least one class: with ``K = 2`` the top-2 set would be every class
+        (uniform targets, no information), and the refinement becomes the teacher's
+        hard prediction.
 
     Returns
     -------
@@ -105,7 +109,12 @@ def pll_targets(P: np.ndarray, k: int = 2) -> np.ndarray:
     --------
     >>> pll_targets(np.array([[0.5, 0.3, 0.2]]))
     array([[0.5, 0.5, 0. ]])
+    >>> pll_targets(np.array([[0.3, 0.7]]))
+    array([[0., 1.]])
     """
+    if k < 1:
+        raise SelfDistillError(f"k must be at least 1, got {k}")
+    k = max(1, min(k, P.shape[1] - 1))
     top = np.argsort(-P, axis=1, kind="stable")[:, :k]
     T = np.zeros_like(P, dtype=np.float64)
     np.put_along_axis(T, top, 1.0 / k, axis=1)

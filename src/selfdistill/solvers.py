@@ -322,9 +322,20 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
 
     c1, c2 = 1e-4, 0.9
     best = None  # lowest point with sufficient decrease, the fallback
+    # Near the optimum the decrease c1 t slope0 falls below the rounding error of F
+    # (a sum of N terms), and the Armijo test fails on noise. There the approximate
+    # Wolfe conditions of Hager & Zhang (2005) decide from the slope instead, which
+    # stays accurate: F may rise by at most its rounding error, the slope must have
+    # flattened (curvature) but not turned steeply positive (sufficient decrease of
+    # the quadratic model).
+    eps_f = 1e-12 * max(abs(f), 1.0)
 
     def accept(t, val):
         return np.isfinite(val) and val <= f + c1 * t * slope0
+
+    def approx_wolfe(val, der):
+        return (np.isfinite(val) and val <= f + eps_f
+                and c2 * slope0 <= der <= -0.8 * slope0)
 
     # bracketing phase (Nocedal & Wright, Algorithm 3.5)
     prev = (0.0, f, slope0)
@@ -333,6 +344,8 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
     while n < max_trials:
         val, der, v, dZ, Zt = phi(t)
         n += 1
+        if approx_wolfe(val, der):
+            return (t, val, v, dZ, Zt)
         if accept(t, val) and (best is None or val < best[1]):
             best = (t, val, v, dZ, Zt)
         if not accept(t, val) or (n > 1 and val >= prev[1]):
@@ -352,6 +365,8 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
         t = _cubic_min(*lo, *hi)
         val, der, v, dZ, Zt = phi(t)
         n += 1
+        if approx_wolfe(val, der):
+            return (t, val, v, dZ, Zt)
         if not accept(t, val) or val >= lo[1]:
             hi = (t, val, der)
             continue
