@@ -62,6 +62,10 @@ def run_demo(
     return records
 
 
+def _pct(x: float | None) -> str | None:
+    return None if x is None else f"{100 * x:.1f}"
+
+
 def headline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per noise rate: teacher, best SD round, PLL and the selected model's test accuracy."""
     rows = []
@@ -70,14 +74,11 @@ def headline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sd = [m for m in rec["models"] if m["name"].startswith("sd-")]
         best = max(sd, key=lambda m: m["test_acc"]) if sd else None
         rows.append({
-            "noise rate": rec["noise"]["rate"],
-            "realised": round(rec["noise"]["realized_rate"], 4),
-            "teacher %": round(100 * by["teacher"]["test_acc"], 2),
-            "best SD %": None if best is None else round(100 * best["test_acc"], 2),
-            "best SD round": None if best is None else best["name"],
-            "PLL %": round(100 * by["pll"]["test_acc"], 2) if "pll" in by else None,
-            "selected": rec["selected"],
-            "selected %": round(100 * by[rec["selected"]]["test_acc"], 2),
+            "noise": f"sym {rec['noise']['rate']:g}",
+            "teacher": _pct(by["teacher"]["test_acc"]),
+            "best SD": None if best is None else f"{_pct(best['test_acc'])} ({best['name']})",
+            "PLL": _pct(by["pll"]["test_acc"]) if "pll" in by else None,
+            "selected": f"{rec['selected']} {_pct(by[rec['selected']]['test_acc'])}",
         })
     return rows
 
