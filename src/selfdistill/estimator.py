@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .distill import PLL_LOSSES, model_names, self_distill
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
-from .model_selection import cross_validate_pipeline
+from .model_selection import CV_TOL, cross_validate_pipeline
 from .solvers import SpectralBasis
 
 __all__ = ["SelfDistillationClassifier"]
@@ -180,7 +180,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             sel = cross_validate_pipeline(
                 X, y_enc, lams=lams, rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=self.pll_loss, q=self.q, n_splits=self.cv, seed=self._seed(),
-                tol=self.tol,
+                tol=max(self.tol, CV_TOL),
                 select_models=None if mode == "auto" else [
                     "pll" if pll else names[-1] if mode == "multi" else "teacher"],
             )

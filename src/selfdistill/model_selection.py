@@ -64,7 +64,14 @@ from .distill import model_names, self_distill
 from .losses import softmax
 from .solvers import SpectralBasis
 
-__all__ = ["CVSelection", "cross_validate_pipeline", "choose_model", "select_candidate"]
+__all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "choose_model",
+           "select_candidate"]
+
+#: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
+#: settle long before the weights do: on BANKING77 (lam=1e-5, sym 0 and 0.8) every
+#: out-of-fold score at tol=1e-4 equals the one at 1e-6 within 0.03 points, in 0.4-0.6x
+#: the time. The final models are still fitted at the caller's tol (1e-6 by default).
+CV_TOL = 1e-4
 
 
 @dataclass(frozen=True)
@@ -239,7 +246,7 @@ def cross_validate_pipeline(
     q: float = 0.7,
     n_splits: int = 3,
     seed: int = 0,
-    tol: float = 1e-6,
+    tol: float = CV_TOL,
     z: float = 0.0,
     select_models: Sequence[str] | None = None,
     race: float | None = 4.0,
@@ -258,7 +265,9 @@ def cross_validate_pipeline(
         Given labels in ``0..K-1``.
     lams : sequence of float
         Candidate lams.
-    rounds, pll, pll_loss, q, tol : see :func:`~selfdistill.distill.self_distill`.
+    rounds, pll, pll_loss, q : see :func:`~selfdistill.distill.self_distill`.
+    tol : float, default=CV_TOL
+        Gradient tolerance of the fold fits (see :data:`CV_TOL`).
     n_classes : int
         K.
     n_splits : int, default=3

@@ -15,7 +15,7 @@ import numpy as np
 from .._errors import SelfDistillError
 from ..datasets import Dataset
 from ..distill import NamedFit, self_distill
-from ..model_selection import cross_validate_pipeline
+from ..model_selection import CV_TOL, cross_validate_pipeline
 from ..noise import make_noisy_labels, realized_rate
 from ..solvers import SpectralBasis
 
@@ -141,7 +141,7 @@ def run_experiment(
             raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
         cv = cross_validate_pipeline(
             X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
-            pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed, tol=tol,
+            pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed, tol=max(tol, CV_TOL),
             progress=(lambda d, t: progress("cv", d, t)) if progress else None,
         )
         lam_value = cv.best_lam
@@ -158,7 +158,7 @@ def run_experiment(
     if cv is None and select:
         cv = cross_validate_pipeline(
             X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
-            pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed, tol=tol,
+            pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed, tol=max(tol, CV_TOL),
             progress=(lambda d, t: progress("cv", d, t)) if progress else None,
         )
     if cv is not None:
