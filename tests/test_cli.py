@@ -51,7 +51,7 @@ def test_fit_json_and_issues(capsys, tmp_path, small_npz):
         for key in ("test_acc", "train_acc_true", "noisy_subset_acc"):
             assert 0.0 <= m[key] <= 1.0
     assert "teacher" in stdout and "*" in stdout
-    rows = list(csv.reader(issues.open()))
+    rows = list(csv.reader(issues.read_text().splitlines()))
     assert rows[0][:4] == ["index", "given_label", "suggested_label", "score"]
     scores = [float(r[3]) for r in rows[1:]]
     assert len(scores) > 50 and scores == sorted(scores, reverse=True)
@@ -133,7 +133,10 @@ def test_help_exits_0(capsys):
     assert code == 0 and "--noise" in out
 
 
-def test_demo_quick_writes_report(capsys, tmp_path):
+def test_demo_quick_writes_report(capsys, tmp_path, monkeypatch):
+    # The whole demo path (noise, fits, CV selection, figures, report) on fewer rows, so the
+    # test takes seconds; `demo --quick` itself uses QUICK_N rows.
+    monkeypatch.setattr("selfdistill.cli.demo.QUICK_N", 400)
     out = tmp_path / "demo"
     code, stdout, _ = cli(capsys, "demo", "--quick", "--out", out, "--quiet")
     assert code == 0
@@ -144,6 +147,6 @@ def test_demo_quick_writes_report(capsys, tmp_path):
     assert html.count("data:image/png;base64,") >= 3
     rec = json.loads((out / "results.json").read_text())["experiments"]
     assert [r["noise"]["rate"] for r in rec] == [0.0, 0.5, 0.8]
-    rows = list(csv.DictReader((out / "results.csv").open()))
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert len(rows) == 3 * 6
     assert "teacher" in stdout

@@ -10,12 +10,15 @@ from rich.table import Table
 from ._app import app, console
 from ._common import guard, progress_bar
 
+#: Training rows of `demo --quick` (stratified subsample; the test set is kept whole).
+QUICK_N = 1000
+
 
 @app.command()
 def demo(
     out: Path = typer.Option(Path("selfdistill-demo"), "--out", help="Output folder."),
     quick: bool = typer.Option(False, "--quick",
-                               help="A 2,000-row training subsample (seconds, for smoke tests)."),
+                               help=f"A {QUICK_N:,}-row training subsample (seconds, for smoke tests)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Sym noise 0, 0.5, 0.8 on BANKING77: teacher + SD 1..4 + PLL; report.html and CSV/JSON."""
@@ -27,7 +30,7 @@ def demo(
         out = ensure_dir(out)
         ds = load_banking77()
         if quick:
-            ds = subsample(ds, 2000)
+            ds = subsample(ds, QUICK_N)
         with progress_bar("demo", quiet=quiet) as update:
             records = run_demo(ds, progress=update)
         paths = write_demo_outputs(records, out)
