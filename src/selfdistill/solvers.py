@@ -136,33 +136,47 @@ class SpectralBasis:
     XV: np.ndarray
 
     @classmethod
-    def from_features(cls, X: np.ndarray) -> SpectralBasis:
-        """Compute the basis from ``X`` (N, d) in float64 in O(N d min(N, d))."""
+    def from_features(cls, X: np.ndarray, *, n_threads: int | None = None) -> SpectralBasis:
+        """Compute the basis from ``X`` (N, d) in float64 in O(N d min(N, d)).
+
+        Row blocks are processed by ``n_threads`` Python threads with one BLAS thread
+        each and summed in block order, so the basis (and every fit on it) is bit-for-bit
+        the same whatever the thread settings of the caller.
+        """
         N, d = X.shape
-        if d <= N:
-            # row blocks converted to float64 one at a time: no full float64 copy of X
-            step = max(1, (1 << 22) // max(d, 1))
-            blocks = [slice(i, min(i + step, N)) for i in range(0, N, step)]
-            gram = np.zeros((d, d))
-            for sl in blocks:
-                Xb = np.asarray(X[sl], dtype=np.float64)
-                gram += Xb.T @ Xb
-            s2, V = np.linalg.eigh(gram)
+        with _single_blas(), _pool(_n_threads(n_threads)) as pool:
+            if d <= N:
+                # row blocks converted to float64 one at a time: no full float64 copy of X
+                step = max(1, (1 << 22) // max(d, 1))
+                blocks = [slice(i, min(i + step, N)) for i in range(0, N, step)]
+
+                def gram_of(sl: slice) -> np.ndarray:
+                    Xb = np.asarray(X[sl], dtype=np.float64)
+                    return Xb.T @ Xb
+
+                gram = np.zeros((d, d))
+                for part in _map_blocks(pool, gram_of, blocks):
+                    gram += part
+                s2, V = np.linalg.eigh(gram)
+                order = np.argsort(s2)[::-1]
+                s2, V = np.clip(s2[order], 0.0, None), V[:, order]
+                XV = np.empty((N, d))
+
+                def rotate(sl: slice) -> None:
+                    np.matmul(np.asarray(X[sl], dtype=np.float64), V, out=XV[sl])
+
+                _map_blocks(pool, rotate, blocks)
+                return cls(V=V, s2=s2, XV=XV)
+            # d > N: eigendecomposition of the N x N Gram matrix X X^T (small N only)
+            X64 = np.asarray(X, dtype=np.float64)
+            s2, Ucols = np.linalg.eigh(X64 @ X64.T)
             order = np.argsort(s2)[::-1]
-            s2, V = np.clip(s2[order], 0.0, None), V[:, order]
-            XV = np.empty((N, d))
-            for sl in blocks:
-                np.matmul(np.asarray(X[sl], dtype=np.float64), V, out=XV[sl])
-            return cls(V=V, s2=s2, XV=XV)
-        X64 = np.asarray(X, dtype=np.float64)
-        s2, Ucols = np.linalg.eigh(X64 @ X64.T)
-        order = np.argsort(s2)[::-1]
-        s2, Ucols = s2[order], Ucols[:, order]
-        keep = s2 > s2[0] * 1e-13
-        s2, Ucols = s2[keep], Ucols[:, keep]
-        s = np.sqrt(s2)
-        V = (X64.T @ Ucols) / s
-        return cls(V=V, s2=s2, XV=Ucols * s)
+            s2, Ucols = s2[order], Ucols[:, order]
+            keep = s2 > s2[0] * 1e-13
+            s2, Ucols = s2[keep], Ucols[:, keep]
+            s = np.sqrt(s2)
+            V = (X64.T @ Ucols) / s
+            return cls(V=V, s2=s2, XV=Ucols * s)
 
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -203,9 +217,7 @@ class _NumpyOps:
                                          casting="same_kind"))
 
     def _map(self, fn):
-        if self.pool is None or len(self.blocks) == 1:
-            return [fn(sl) for sl in self.blocks]
-        return list(self.pool.map(fn, self.blocks))
+        return _map_blocks(self.pool, fn, self.blocks)
 
     def direction(self, d: np.ndarray) -> np.ndarray:
         """``Xs d^T`` (N, K) in float64 from a float32 matmul."""
@@ -271,6 +283,25 @@ def _blas_controller() -> ThreadpoolController:
     if not _CONTROLLER:
         _CONTROLLER.append(ThreadpoolController())
     return _CONTROLLER[0]
+
+
+def _single_blas() -> contextlib.AbstractContextManager:
+    """One BLAS thread: our own threads split the work, in a fixed block order."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
+def _pool(n_threads: int) -> contextlib.AbstractContextManager:
+    """A thread pool of ``n_threads`` workers, or ``None`` for one."""
+    if n_threads > 1:
+        return ThreadPoolExecutor(n_threads)
+    return contextlib.nullcontext()
+
+
+def _map_blocks(pool: ThreadPoolExecutor | None, fn: Callable, blocks: list) -> list:
+    """``[fn(b) for b in blocks]``, on ``pool`` when there is one; results in block order."""
+    if pool is None or len(blocks) == 1:
+        return [fn(b) for b in blocks]
+    return list(pool.map(fn, blocks))
 
 
 def _n_threads(n_threads: int | None) -> int:
@@ -582,49 +613,49 @@ def fit_softmax(
         T = one_hot(T.astype(np.intp), n_classes or int(T.max()) + 1)
     T = np.asarray(T, dtype=np.float64)
     N, K = T.shape
-    if basis is None:
-        basis = SpectralBasis.from_features(X)
-    XV, s2, V = basis.XV, basis.s2, basis.V
-    if W0 is not None:
-        W0 = np.asarray(W0, dtype=np.float64)
-        if check_input and W0.shape != (K, X.shape[1]):
-            raise SelfDistillError(f"W0 must have shape {(K, X.shape[1])}, got {W0.shape}")
-        B0 = W0 @ V
-    else:
-        B0 = None
-    r = len(s2)
-    shape = (K, r)
-    D = _preconditioner(s2, N, K, lam)
-    dinv_sqrt = 1.0 / np.sqrt(D)
-    pen = lam / D  # penalty weight per coordinate of C
-    # gradient norm at W = 0 in original coordinates: ||(U_K - T)^T X / N||, U_K = 1/K
-    _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
-    g0 = float(np.linalg.norm(dZ0.T @ XV))
-    # targets already uniform (e.g. PLL with K = 2): W = 0 is stationary and g0 = 0, so
-    # measure convergence against the gradient scale of one-hot targets instead
-    g_floor = 1e-3 * float(np.sqrt(np.sum(s2) / N)) / K
-    g0 = max(g0, g_floor)
-    gscale = np.sqrt(D)
-    C0 = np.zeros(shape) if B0 is None else B0 / dinv_sqrt
+    n_threads = _n_threads(n_threads)
     with contextlib.ExitStack() as stack:
+        if backend == "numpy":
+            # one BLAS thread per worker: OpenBLAS's own threads spin and stall when the
+            # machine is shared; Python threads over row blocks degrade gracefully, and the
+            # fixed block order makes results independent of every thread setting
+            stack.enter_context(_single_blas())
+        if basis is None:
+            basis = SpectralBasis.from_features(X, n_threads=n_threads)
+        XV, s2, V = basis.XV, basis.s2, basis.V
+        if W0 is not None:
+            W0 = np.asarray(W0, dtype=np.float64)
+            if check_input and W0.shape != (K, X.shape[1]):
+                raise SelfDistillError(
+                    f"W0 must have shape {(K, X.shape[1])}, got {W0.shape}")
+            B0 = W0 @ V
+        else:
+            B0 = None
+        r = len(s2)
+        shape = (K, r)
+        D = _preconditioner(s2, N, K, lam)
+        dinv_sqrt = 1.0 / np.sqrt(D)
+        pen = lam / D  # penalty weight per coordinate of C
+        # gradient norm at W = 0 in original coordinates: ||(U_K - T)^T X / N||, U_K = 1/K
+        _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
+        g0 = float(np.linalg.norm(dZ0.T @ XV))
+        # targets already uniform (e.g. PLL with K = 2): W = 0 is stationary and g0 = 0, so
+        # measure convergence against the gradient scale of one-hot targets instead
+        g_floor = 1e-3 * float(np.sqrt(np.sum(s2) / N)) / K
+        g0 = max(g0, g_floor)
+        gscale = np.sqrt(D)
+        C0 = np.zeros(shape) if B0 is None else B0 / dinv_sqrt
         if backend == "torch":
             from ._torch_backend import TorchOps, resolve_device
 
             ops = TorchOps(XV, dinv_sqrt, T, q, resolve_device(device))
         else:
-            n_threads = _n_threads(n_threads)
-            # one BLAS thread per worker: OpenBLAS's own threads spin and stall when the
-            # machine is shared; Python threads over row blocks degrade gracefully
-            stack.enter_context(_blas_controller().limit(limits=1, user_api="blas"))
-            if n_threads > 1:
-                pool = stack.enter_context(ThreadPoolExecutor(n_threads))
-            else:
-                pool = None
+            pool = stack.enter_context(_pool(n_threads))
             ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads))
         C, f, g, iters, status = _lbfgs(ops, C0, pen, gscale, tol * g0, max_iter, memory,
                                         callback)
-    B = C * dinv_sqrt
-    W = B @ V.T
+        B = C * dinv_sqrt
+        W = B @ V.T
     grad_norm = float(np.linalg.norm(g * gscale))
     converged = status == 0
     if not converged:
