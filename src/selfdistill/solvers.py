@@ -412,21 +412,31 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
 
 
 def _cubic_min(a, fa, ga, b, fb, gb):
-    """Minimiser of the cubic through ``(a, fa, ga)``, ``(b, fb, gb)``, kept inside the bracket."""
+    """Minimiser of the cubic through ``(a, fa, ga)``, ``(b, fb, gb)``, kept inside the bracket.
+
+    An interpolant outside the middle 80% of the bracket is clamped to its edge, so a
+    badly scaled first step (``fb`` many orders of magnitude above ``fa``) shrinks
+    tenfold per trial instead of halving.
+    """
     lo, hi = min(a, b), max(a, b)
     width = hi - lo
+    t = np.nan
     if np.isfinite(fb) and np.isfinite(gb):
         d1 = ga + gb - 3 * (fa - fb) / (a - b)
         disc = d1 * d1 - ga * gb
         if disc >= 0:
             d2 = np.sign(b - a) * np.sqrt(disc)
             t = b - (b - a) * (gb + d2 - d1) / (gb - ga + 2 * d2)
-            if np.isfinite(t) and lo + 0.1 * width <= t <= hi - 0.1 * width:
-                return float(t)
-    elif np.isfinite(ga):
-        # quadratic from (a, fa, ga) towards an infinite/undefined b: shrink hard
-        return float(a + 0.1 * (b - a))
-    return float(0.5 * (a + b))
+    if not np.isfinite(t) and np.isfinite(fb) and np.isfinite(ga):
+        # quadratic through (a, fa, ga) and (b, fb)
+        h = b - a
+        curv = fb - fa - ga * h
+        if curv > 0:
+            t = a - ga * h * h / (2 * curv)
+    if not np.isfinite(t):
+        # b undefined (overflow): step back hard towards a
+        return float(a + 0.1 * (b - a)) if np.isfinite(ga) else float(0.5 * (a + b))
+    return float(min(max(t, lo + 0.1 * width), hi - 0.1 * width))
 
 
 def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):

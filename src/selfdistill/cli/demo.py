@@ -17,8 +17,8 @@ QUICK_N = 1000
 @app.command()
 def demo(
     out: Path = typer.Option(Path("selfdistill-demo"), "--out", help="Output folder."),
-    quick: bool = typer.Option(False, "--quick",
-                               help=f"A {QUICK_N:,}-row training subsample (seconds, for smoke tests)."),
+    quick: bool = typer.Option(
+        False, "--quick", help=f"A {QUICK_N:,}-row training subsample (for smoke tests)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Sym noise 0, 0.5, 0.8 on BANKING77: teacher + SD 1..4 + PLL; report.html and CSV/JSON."""
