@@ -265,7 +265,7 @@ def test_dask_cluster_rows_equal_local(tiny, tmp_path):
     run_sweep(load_config(tiny), tmp_path / "local")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address="127.0.0.1:0") as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         s = run_sweep(load_config(tiny), tmp_path / "dask",
                       scheduler=f"dask:{cluster.scheduler_address}")

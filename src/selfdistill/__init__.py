@@ -16,13 +16,51 @@ Examples
 True
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from ._errors import SelfDistillError
-from .datasets import Dataset, load_banking77, load_digits_dataset, load_features
-from .distill import NamedFit, pll_targets, self_distill
-from .estimator import SelfDistillationClassifier
-from .losses import objective, softmax
-from .noise import make_noisy_labels, transition_matrix
-from .solvers import FitResult, SpectralBasis, fit_softmax
+
+if TYPE_CHECKING:  # what static tools see; at run time the names load lazily
+    from .datasets import Dataset, load_banking77, load_digits_dataset, load_features
+    from .distill import NamedFit, pll_targets, self_distill
+    from .estimator import SelfDistillationClassifier
+    from .losses import objective, softmax
+    from .noise import make_noisy_labels, transition_matrix
+    from .solvers import FitResult, SpectralBasis, fit_softmax
+
+# Public names and the module that defines each. They are imported on first use (PEP 562),
+# so ``import selfdistill`` and ``selfdistill --help`` do not pay for scikit-learn/scipy.
+_EXPORTS = {
+    "Dataset": "datasets",
+    "load_features": "datasets",
+    "load_banking77": "datasets",
+    "load_digits_dataset": "datasets",
+    "make_noisy_labels": "noise",
+    "transition_matrix": "noise",
+    "fit_softmax": "solvers",
+    "FitResult": "solvers",
+    "SpectralBasis": "solvers",
+    "objective": "losses",
+    "softmax": "losses",
+    "self_distill": "distill",
+    "pll_targets": "distill",
+    "NamedFit": "distill",
+    "SelfDistillationClassifier": "estimator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __version__ = "0.1.0"
 

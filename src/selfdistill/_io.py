@@ -27,6 +27,8 @@ def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise SelfDistillError(f"cannot write {target}: it is a directory")
+    if parent.exists() and not parent.is_dir():
+        raise SelfDistillError(f"cannot write {target}: {parent} is a file, not a folder")
     if not parent.is_dir():
         raise SelfDistillError(f"cannot write {target}: folder {parent} does not exist")
     try:

@@ -17,7 +17,6 @@ y_train_clean  (N,) int            optional true labels of a noisy y_train
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -118,8 +117,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 "string arrays are read"
             ) from None
         raise SelfDistillError(f"{where} is not a readable .npz file: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as exc:
-        raise SelfDistillError(f"{where} is not a readable .npz file: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many kinds
+        # (OSError, EOFError, BadZipFile, SyntaxError, tokenize.TokenError, ...) on
+        # corrupt members; all mean the same thing to the user
+        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SelfDistillError(f"{where} is not a readable .npz file: {msg}") from None
 
 
 def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str) -> Dataset:
@@ -143,11 +145,16 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str)
         classes = np.asarray(classes)
         if classes.ndim != 1 or classes.dtype.kind not in "UiS":
             raise SelfDistillError(f"classes in {where} must be a 1-D array of names")
-        classes = classes.astype(str)
+        try:  # bytes that are not ASCII, or code points beyond U+10FFFF, do not decode
+            names = [str(c) for c in classes.astype(str).tolist()]
+        except (UnicodeError, SystemError, ValueError):
+            raise SelfDistillError(f"classes in {where} holds names that are not valid "
+                                   "text") from None
+        classes = np.array(names, dtype=str)
         K = len(classes)
         if K < 2:
             raise SelfDistillError(f"classes in {where} lists {K} class; at least 2 are needed")
-        if len(set(classes.tolist())) != K:
+        if len(set(names)) != K:
             raise SelfDistillError(f"classes in {where} has duplicate names")
     y = check_labels(arrays["y_train"], n_samples=N, n_classes=K, name="y_train", where=where)
     if K is None:

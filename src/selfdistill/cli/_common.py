@@ -37,8 +37,9 @@ def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
             raise SelfDistillError(f"noise matrix file not found: {value}")
         try:
             T = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise SelfDistillError(f"cannot read noise matrix {value}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - corrupt headers raise many kinds
+            msg = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise SelfDistillError(f"cannot read noise matrix {value}: {msg}") from None
         if not isinstance(T, np.ndarray):
             raise SelfDistillError(f"noise matrix {value} must be a .npy array, not an archive")
         return "custom", float("nan"), T

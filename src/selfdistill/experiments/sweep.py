@@ -218,7 +218,7 @@ def _run_dask(tasks: list[Task], workers: int,
             # silence_logs: the workers' shutdown races (heartbeat to a closed scheduler)
             # are harmless; task errors still reach us through the futures
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None,
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                    silence_logs=logging.CRITICAL)
             client = Client(cluster)
         else:

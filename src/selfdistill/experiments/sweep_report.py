@@ -85,7 +85,7 @@ def load_results(folder: str | Path) -> tuple[list[dict[str, Any]], dict[str, An
                                    f"{', '.join(sorted(need - set(rows[0])))}")
     else:
         raise SelfDistillError(f"{folder} has neither results.sqlite nor results.csv; run "
-                               "`selfdistill sweep CONFIG --out DIR` first")
+                               f"selfdistill sweep CONFIG --out {folder} first")
     if not rows:
         raise SelfDistillError(f"no finished grid points in {folder}")
     for r in rows:
