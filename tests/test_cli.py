@@ -144,7 +144,8 @@ def test_demo_quick_writes_report(capsys, tmp_path, monkeypatch):
                  "methods_vs_rate.png", "noisy_subset.png"):
         assert (out / name).stat().st_size > 500, name
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 3
+    assert html.count("data:image/png;base64,") >= 4  # incl. theory vs measurement
+    assert "Theory vs measurement" in html
     rec = json.loads((out / "results.json").read_text())["experiments"]
     assert [r["noise"]["rate"] for r in rec] == [0.0, 0.5, 0.8]
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))

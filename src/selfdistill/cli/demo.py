@@ -33,7 +33,7 @@ def demo(
             ds = subsample(ds, QUICK_N)
         with progress_bar("demo", quiet=quiet) as update:
             records = run_demo(ds, progress=update)
-        paths = write_demo_outputs(records, out)
+        paths = write_demo_outputs(records, out, ds)
     rows = headline_rows(records)
     table = Table(title=f"{records[0]['dataset']}: test accuracy (%), lam={records[0]['lam']:g}",
                   title_justify="left")

@@ -83,8 +83,33 @@ def headline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_demo_outputs(records: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """Write results.csv, results.json, PNG figures and report.html into ``out``."""
+def _theory_section(ds: Dataset, records: list[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """Linearised prediction vs measured train accuracy per SD round, one curve per rate."""
+    from ..noise import make_noisy_labels
+    from ..theory.report import theory_section_runs
+
+    runs = []
+    for rec in records:
+        kind, rate, seed = rec["noise"]["kind"], rec["noise"]["rate"], rec["noise"]["seed"]
+        y_given = ds.y_train
+        if kind not in ("none", "given") and rate > 0:  # the runner's own seeded call
+            y_given, _ = make_noisy_labels(ds.y_train, kind=kind, rate=rate,
+                                           n_classes=ds.n_classes, features=ds.X_train,
+                                           seed=seed)
+        by = {m["name"]: m["train_acc_true"] for m in rec["models"]}
+        runs.append({"label": f"sym {rate:g}", "y_given": y_given, "measured": by,
+                     "measured_pll": by.get("pll")})
+    rounds = sum(m["name"].startswith("sd-") for m in records[0]["models"])
+    return theory_section_runs(ds, runs, ds.y_train, float(records[0]["lam"]), rounds, out)
+
+
+def write_demo_outputs(records: list[dict[str, Any]], out: Path,
+                       ds: Dataset | None = None) -> dict[str, Path]:
+    """Write results.csv, results.json, PNG figures and report.html into ``out``.
+
+    With the demo's ``ds``, the report also compares each SD round with THEORY.md's
+    linearised prediction (``theory_vs_measurement.png``).
+    """
     from ..cli._common import write_json  # shared JSON writer (numpy-safe, atomic)
 
     rows = [r for rec in records for r in flatten_record(rec)]
@@ -123,6 +148,9 @@ def write_demo_outputs(records: list[dict[str, Any]], out: Path) -> dict[str, Pa
          "table": (rows, ["noise_kind", "rate", "model", "test_acc", "train_acc_true",
                           "noisy_subset_acc", "cv_acc_given", "iterations", "fit_s"], None)},
     ]
+    if ds is not None:
+        sections.insert(4, _theory_section(ds, records, out))
+        paths["theory"] = out / "theory_vs_measurement.png"
     write_report(paths["html"], "selfdistill demo: BANKING77 with symmetric label noise",
                  sections)
     return paths
