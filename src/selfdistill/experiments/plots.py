@@ -31,14 +31,28 @@ def savefig(fig, path: str | Path) -> Path:
     return Path(path)
 
 
+def _panels_by_kind(rows: list[dict[str, Any]], metric: str):
+    """A figure with one panel per noise kind: ``(fig, [(ax, kind)], aggregated metric)``."""
+    kinds = sorted({r["noise_kind"] for r in rows})
+    fig, axes = _plt().subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    return fig, list(zip(axes[0], kinds)), aggregate(rows, ["noise_kind", "rate", "model"],
+                                                     metric)
+
+
+def _finish_panel(ax, kind: str, metric: str, xlabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title(f"{kind} noise")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_accuracy_vs_rounds(rows: list[dict[str, Any]], path: str | Path,
                             metric: str = "test_acc") -> Path:
     """Accuracy vs SD round (0 = teacher), one line per noise kind and rate; PLL dashed."""
     plt = _plt()
-    kinds = sorted({r["noise_kind"] for r in rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
-    agg = aggregate(rows, ["noise_kind", "rate", "model"], metric)
-    for ax, kind in zip(axes[0], kinds):
+    fig, panels, agg = _panels_by_kind(rows, metric)
+    for ax, kind in panels:
         rates = sorted({k[1] for k in agg if k[0] == kind})
         colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(rates), 1)))
         for rate, color in zip(rates, colors):
@@ -50,11 +64,7 @@ def plot_accuracy_vs_rounds(rows: list[dict[str, Any]], path: str | Path,
             pll = agg.get((kind, rate, "pll"))
             if pll is not None:
                 ax.axhline(100 * pll[0], color=color, ls="--", lw=1)
-        ax.set_xlabel("SD round (0 = teacher); dashed = PLL student")
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-        ax.set_title(f"{kind} noise")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_panel(ax, kind, metric, "SD round (0 = teacher); dashed = PLL student")
     fig.suptitle("Accuracy vs self-distillation round")
     return savefig(fig, path)
 
@@ -69,11 +79,8 @@ def best_sd(agg: dict, kind: str, rate: float) -> float | None:
 def plot_methods_vs_rate(rows: list[dict[str, Any]], path: str | Path,
                          metric: str = "test_acc") -> Path:
     """Teacher vs best SD round vs PLL as a function of the noise rate, per noise kind."""
-    plt = _plt()
-    kinds = sorted({r["noise_kind"] for r in rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
-    agg = aggregate(rows, ["noise_kind", "rate", "model"], metric)
-    for ax, kind in zip(axes[0], kinds):
+    fig, panels, agg = _panels_by_kind(rows, metric)
+    for ax, kind in panels:
         rates = sorted({k[1] for k in agg if k[0] == kind})
         series = {
             "teacher": [agg.get((kind, r, "teacher"), (np.nan,))[0] for r in rates],
@@ -82,11 +89,7 @@ def plot_methods_vs_rate(rows: list[dict[str, Any]], path: str | Path,
         }
         for (label, ys), marker in zip(series.items(), "osD"):
             ax.plot(rates, 100 * np.asarray(ys, dtype=float), marker + "-", label=label)
-        ax.set_xlabel("noise rate")
-        ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
-        ax.set_title(f"{kind} noise")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _finish_panel(ax, kind, metric, "noise rate")
     fig.suptitle("Teacher vs best SD vs PLL")
     return savefig(fig, path)
 
