@@ -34,7 +34,8 @@ def savefig(fig, path: str | Path) -> Path:
 def _panels_by_kind(rows: list[dict[str, Any]], metric: str):
     """A figure with one panel per noise kind: ``(fig, [(ax, kind)], aggregated metric)``."""
     kinds = sorted({r["noise_kind"] for r in rows})
-    fig, axes = _plt().subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False)
+    fig, axes = _plt().subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False,
+                                layout="constrained")  # room for the suptitle
     return fig, list(zip(axes[0], kinds)), aggregate(rows, ["noise_kind", "rate", "model"],
                                                      metric)
 
@@ -64,6 +65,7 @@ def plot_accuracy_vs_rounds(rows: list[dict[str, Any]], path: str | Path,
             pll = agg.get((kind, rate, "pll"))
             if pll is not None:
                 ax.axhline(100 * pll[0], color=color, ls="--", lw=1)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         _finish_panel(ax, kind, metric, "SD round (0 = teacher); dashed = PLL student")
     fig.suptitle("Accuracy vs self-distillation round")
     return savefig(fig, path)
