@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,6 +30,18 @@ def digits() -> Dataset:
 @pytest.fixture(scope="session")
 def block():
     return block_features()
+
+
+def count_points(db: Path) -> int:
+    """Grid points stored in a sweep database, read-only (0 while it cannot be read)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
 
 
 def write_npz(path, **arrays) -> str:

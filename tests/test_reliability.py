@@ -33,7 +33,7 @@ from selfdistill.experiments.config import load_config
 from selfdistill.experiments.store import ResultStore
 from selfdistill.experiments.sweep import run_sweep
 
-from .conftest import write_npz
+from .conftest import count_points, write_npz
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -225,17 +225,6 @@ def _sweep_child(cfg: str, out: str) -> None:
     run(["sweep", cfg, "--out", out, "--resume", "--quiet"])
 
 
-def _count(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def rows_without_timings(folder: Path) -> list[dict]:
     store = ResultStore(folder / "results.sqlite")
     try:
@@ -260,7 +249,7 @@ def test_sweep_survives_20_random_sigkills(tmp_path, digits):
     kills = mid_run = 0
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        before = _count(db)
+        before = count_points(db)
         if kills >= 20 and before >= N_KILL_POINTS - 2:
             break
         proc = ctx.Process(target=_sweep_child, args=(str(cfg), str(out)))
@@ -269,15 +258,15 @@ def test_sweep_survives_20_random_sigkills(tmp_path, digits):
             time.sleep(rng.uniform(0.0, 0.15))
         else:  # mid-run: after 0..1 more points, at a random instant
             goal = before + rng.randint(0, 1)
-            while _count(db) < goal and proc.is_alive():
+            while count_points(db) < goal and proc.is_alive():
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.03))
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.join()
-        mid_run += _count(db) > before  # killed after storing a point, mid-sweep
-        if kills < 20 and _count(db) >= N_KILL_POINTS:
+        mid_run += count_points(db) > before  # killed after storing a point, mid-sweep
+        if kills < 20 and count_points(db) >= N_KILL_POINTS:
             pytest.fail(f"sweep completed after only {kills} kills")
     assert kills >= 20 and mid_run >= 10, (kills, mid_run)
     assert not (out / "results.csv").exists()

@@ -23,7 +23,7 @@ from selfdistill.experiments.runner import run_experiment
 from selfdistill.experiments.store import CSV_COLUMNS, SCHEMA_VERSION, DirLock, ResultStore
 from selfdistill.experiments.sweep import run_sweep
 
-from .conftest import write_npz
+from .conftest import count_points, write_npz
 
 pytestmark = pytest.mark.filterwarnings("error", category=ConvergenceWarning)
 
@@ -211,17 +211,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "selfdistill", *args]
 
 
-def _n_points(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute("SELECT COUNT(*) FROM points").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.parametrize("scheduler", ["local", "processes"])
 def test_sigkill_then_resume_gives_every_point_once(tiny, tmp_path, scheduler):
     ref = tmp_path / "ref"
@@ -234,7 +223,7 @@ def test_sigkill_then_resume_gives_every_point_once(tiny, tmp_path, scheduler):
                                  "--workers", "2", "--quiet"),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _n_points(db) < kill_after and proc.poll() is None and time.monotonic() < deadline:
+    while count_points(db) < kill_after and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     # a second sweep on the same folder while the first runs: refused, nothing touched
     res = runner.invoke(app, ["sweep", str(tiny), "--out", str(out), "--resume"])
@@ -242,7 +231,7 @@ def test_sigkill_then_resume_gives_every_point_once(tiny, tmp_path, scheduler):
         check_error(res, "another sweep is writing")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    n_killed = _n_points(db)
+    n_killed = count_points(db)
     assert n_killed < N_POINTS, "sweep finished before it could be killed"
     assert not (out / "results.csv").exists()
     res = runner.invoke(app, ["sweep", str(tiny), "--out", str(out), "--resume"])
