@@ -211,6 +211,16 @@ Reproduce: `.venv/bin/python benchmarks/label_issues.py --fast --out docs/label_
 """
 
 
+def row_order(r: dict) -> tuple:
+    """Table order: noise kind (sym, asym, cc), then rate, then seed."""
+    return ["sym", "asym", "cc"].index(r["kind"]), r["rate"], r["seed"]
+
+
+def prf_cell(d: dict) -> str:
+    """``P / R / **F1**`` in percent."""
+    return f"{pct(d['precision'])} / {pct(d['recall'])} / **{pct(d['f1'])}**"
+
+
 def table(rows: list[dict], header: str) -> str:
     lines = ["# Label issues and noisy-label model selection vs cleanlab", "",
              header, NOTES,
@@ -218,17 +228,16 @@ def table(rows: list[dict], header: str) -> str:
              "ours F1 in-sample | cleanlab P / R / F1 | ours test acc (selected / clean) | "
              "CleanLearning test acc | oracle test acc | ours s | cleanlab s (issues / CL) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (["sym", "asym", "cc"].index(r["kind"]),
-                                         r["rate"], r["seed"])):
+    for r in sorted(rows, key=row_order):
         o, c = r["ours"], r["cleanlab"]
         io, ic = o["issues_oof"], c["issues"]
         oracle = (max(max(v.values()) for v in o["test_by_candidate"].values())
                   if len(o["test_by_candidate"]) == len(LAMS) else None)
         lines.append(
             f"| {r['kind']} | {r['rate']:g} | {r['seed']} | {o['lam']:g}, {o['model']} | "
-            f"{pct(io['precision'])} / {pct(io['recall'])} / **{pct(io['f1'])}** | "
+            f"{prf_cell(io)} | "
             f"{pct(o['issues_insample']['f1'])} | "
-            f"{pct(ic['precision'])} / {pct(ic['recall'])} / **{pct(ic['f1'])}** | "
+            f"{prf_cell(ic)} | "
             f"**{pct(o['test_acc'])}** / {pct(o.get('clean', {}).get('test_acc'))} | "
             f"**{pct(c['cl_test_acc'])}** | {pct(oracle)} | "
             f"{o['seconds']:.0f} | {c['issues_seconds']:.0f} / {c['cl_seconds']:.0f} |")
@@ -241,13 +250,11 @@ def table(rows: list[dict], header: str) -> str:
                   "| noise | eta | seed | fast P / R / F1 | cleanlab F1 | fast test acc | "
                   "CleanLearning test acc | fast s | cleanlab s (issues / CL) |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        for r in sorted(fast, key=lambda r: (["sym", "asym", "cc"].index(r["kind"]),
-                                             r["rate"], r["seed"])):
+        for r in sorted(fast, key=row_order):
             f, c = r["fast"], r["cleanlab"]
             lines.append(
                 f"| {r['kind']} | {r['rate']:g} | {r['seed']} | "
-                f"{pct(f['issues']['precision'])} / {pct(f['issues']['recall'])} / "
-                f"**{pct(f['issues']['f1'])}** | {pct(c['issues']['f1'])} | "
+                f"{prf_cell(f['issues'])} | {pct(c['issues']['f1'])} | "
                 f"{pct(f['test_acc'])} | {pct(c['cl_test_acc'])} | {f['seconds']:.0f} | "
                 f"{c['issues_seconds']:.0f} / {c['cl_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
