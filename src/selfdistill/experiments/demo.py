@@ -85,17 +85,13 @@ def headline_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _theory_section(ds: Dataset, records: list[dict[str, Any]], out: Path) -> dict[str, Any]:
     """Linearised prediction vs measured train accuracy per SD round, one curve per rate."""
-    from ..noise import make_noisy_labels
     from ..theory.report import theory_section_runs
+    from .runner import given_labels
 
     runs = []
     for rec in records:
         kind, rate, seed = rec["noise"]["kind"], rec["noise"]["rate"], rec["noise"]["seed"]
-        y_given = ds.y_train
-        if kind not in ("none", "given") and rate > 0:  # the runner's own seeded call
-            y_given, _ = make_noisy_labels(ds.y_train, kind=kind, rate=rate,
-                                           n_classes=ds.n_classes, features=ds.X_train,
-                                           seed=seed)
+        y_given, _ = given_labels(ds, kind, rate, seed)
         by = {m["name"]: m["train_acc_true"] for m in rec["models"]}
         runs.append({"label": f"sym {rate:g}", "y_given": y_given, "measured": by,
                      "measured_pll": by.get("pll")})

@@ -19,7 +19,7 @@ from ..model_selection import CV_TOL, cross_validate_pipeline
 from ..noise import make_noisy_labels, realized_rate
 from ..solvers import SpectralBasis
 
-__all__ = ["run_experiment", "evaluate_models", "NoiseSpec"]
+__all__ = ["run_experiment", "evaluate_models", "given_labels", "NoiseSpec"]
 
 NoiseSpec = tuple[str, float]
 
@@ -60,6 +60,22 @@ def evaluate_models(
         rec.update({k: v for k, v in nf.record().items() if k != "name"})
         out.append(rec)
     return out
+
+
+def given_labels(ds: Dataset, noise: str = "none", rate: float = 0.0, seed: int = 0,
+                 T: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The training labels a run sees, and the transition matrix that made them.
+
+    ``ds.y_train`` as it is for ``noise`` "none" (or a record's "given") without ``T``;
+    otherwise the seeded :func:`~selfdistill.make_noisy_labels` draw from the clean labels.
+    The one place that decides this, so reports can rebuild a record's labels exactly.
+    """
+    K = ds.n_classes
+    if noise in ("none", "given") and T is None:
+        return ds.y_train, np.eye(K)
+    clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
+    return make_noisy_labels(clean, kind="custom" if T is not None else noise, rate=rate,
+                             n_classes=K, features=ds.X_train, seed=seed, T=T)
 
 
 def run_experiment(
@@ -122,15 +138,11 @@ def run_experiment(
     t0 = time.perf_counter()
     K = ds.n_classes
     clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
+    y_given, T_used = given_labels(ds, noise, rate, noise_seed, T)
     if noise == "none" and T is None:
-        y_given, T_used = ds.y_train, np.eye(K)
         kind = "given" if ds.y_train_clean is not None else "none"
         rate_req = realized_rate(ds.y_train, clean)
     else:
-        y_given, T_used = make_noisy_labels(
-            clean, kind="custom" if T is not None else noise, rate=rate, n_classes=K,
-            features=ds.X_train, seed=noise_seed, T=T,
-        )
         kind = "custom" if T is not None else noise
         rate_req = float(rate) if T is None else float(np.mean(1 - np.diag(T_used)[clean]))
     X = ds.X_train

@@ -222,7 +222,7 @@ def _sweep_section(rows: list[dict[str, Any]], datasets: Mapping[str, Any], out_
                    max_runs: int) -> dict[str, Any] | None:
     """Theory section for sweep rows: reproduce the noisy labels, predict, compare."""
     from ..datasets import load_dataset
-    from ..noise import make_noisy_labels
+    from ..experiments.runner import given_labels
 
     groups: dict[tuple, dict[str, float | None]] = {}
     for r in rows:
@@ -249,12 +249,7 @@ def _sweep_section(rows: list[dict[str, Any]], datasets: Mapping[str, Any], out_
         for (_, kind, rate, seed, lam) in keys:
             models = groups[(name, kind, rate, seed, lam)]
             n_sd = max([int(m[3:]) for m in models if m.startswith("sd-")] or [0])
-            if kind in ("none", "given") or rate == 0:
-                y_given = ds.y_train
-            else:
-                y_given, _ = make_noisy_labels(clean, kind=kind, rate=rate,
-                                               n_classes=ds.n_classes, features=ds.X_train,
-                                               seed=seed)
+            y_given, _ = given_labels(ds, kind, rate, seed)
             by_lam.setdefault(lam, []).append({
                 "label": f"{kind} {rate:g} (seed {seed})", "y_given": y_given,
                 "measured": {m: v for m, v in models.items()}, "rounds": n_sd,
