@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import SelfDistillError
+from ._errors import SelfDistillError, one_line
 from ._validation import check_features, check_labels
 
 __all__ = [
@@ -120,8 +120,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except Exception as exc:  # noqa: BLE001 - numpy's header parser raises many kinds
         # (OSError, EOFError, BadZipFile, SyntaxError, tokenize.TokenError, ...) on
         # corrupt members; all mean the same thing to the user
-        msg = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise SelfDistillError(f"{where} is not a readable .npz file: {msg}") from None
+        raise SelfDistillError(f"{where} is not a readable .npz file: {one_line(exc)}"
+                               ) from None
 
 
 def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str) -> Dataset:

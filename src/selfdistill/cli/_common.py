@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SelfDistillError
+from .._errors import SelfDistillError, one_line
 from .._io import write_text_atomic
 from .._validation import check_rate
 from ._app import error_console, fail
@@ -38,8 +38,8 @@ def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
         try:
             T = np.load(path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - corrupt headers raise many kinds
-            msg = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise SelfDistillError(f"cannot read noise matrix {value}: {msg}") from None
+            raise SelfDistillError(f"cannot read noise matrix {value}: {one_line(exc)}"
+                                   ) from None
         if not isinstance(T, np.ndarray):
             raise SelfDistillError(f"noise matrix {value} must be a .npy array, not an archive")
         return "custom", float("nan"), T
