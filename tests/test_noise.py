@@ -92,3 +92,74 @@ def test_bad_rates_are_refused(digits, rate):
 def test_unknown_kind_is_refused(digits):
     with pytest.raises(SelfDistillError, match="unknown noise kind"):
         make_noisy_labels(digits.y_train, kind="gaussian", rate=0.1, n_classes=10)
+
+
+# -- turn-2 kinds: idn, paper-asym, paper-cc, and the NoiseSpec value -----------------------
+@pytest.mark.parametrize("kind", ["idn", "paper-asym", "paper-cc"])
+@pytest.mark.parametrize("rate", [0.2, 0.5])
+def test_new_kinds_realise_the_requested_rate(bank, kind, rate):
+    y_noisy, T = make_noisy_labels(bank.y_train, kind=kind, rate=rate, n_classes=77,
+                                   features=bank.X_train, seed=1)
+    assert abs(np.mean(y_noisy != bank.y_train) - rate) <= 0.001
+    np.testing.assert_allclose(T.sum(axis=1), 1.0)
+
+
+def test_paper_asym_matrix_matches_the_reference_definition():
+    K, r = 5, 0.5
+    T = transition_matrix("paper-asym", r, K)
+    assert T[0, 0] == pytest.approx(1 - r)
+    assert T[0, 1] == pytest.approx(2 * r / K)          # next class: rate/K + rate/K
+    assert T[0, 2] == T[0, 3] == T[0, 4] == pytest.approx(r / K)
+    assert T[4, 0] == pytest.approx(2 * r / K)          # wraps around
+
+
+def test_paper_cc_flips_stay_in_complete_linkage_clusters(bank):
+    from selfdistill.noise import paper_cc_clusters
+
+    y = bank.y_train
+    cl = paper_cc_clusters(bank.X_train, y, 77)
+    assert 2 <= len(np.unique(cl)) < 77
+    y_noisy, _ = make_noisy_labels(y, kind="paper-cc", rate=0.5, n_classes=77,
+                                   features=bank.X_train, seed=0)
+    flipped = y_noisy != y
+    # flips stay in the cluster (a singleton class goes to its most correlated class)
+    sizes = np.bincount(cl)
+    in_big = sizes[cl[y[flipped]]] > 1
+    assert np.all(cl[y[flipped]][in_big] == cl[y_noisy[flipped]][in_big])
+
+
+def test_idn_flips_go_where_a_weak_model_is_confused(digits):
+    from selfdistill.noise import idn_labels
+
+    y = digits.y_train
+    a = idn_labels(y, 0.3, 10, features=digits.X_train, seed=0)
+    b = idn_labels(y, 0.3, 10, features=digits.X_train, seed=0)
+    c = idn_labels(y, 0.3, 10, features=digits.X_train, seed=1)
+    np.testing.assert_array_equal(a, b)
+    assert np.mean(a != y) == pytest.approx(round(0.3 * len(y)) / len(y))
+    assert not np.array_equal(a, c)
+    # instance-dependent: the flipped rows concentrate on a few confusions, unlike sym
+    flips = np.zeros((10, 10))
+    np.add.at(flips, (y[a != y], a[a != y]), 1)
+    top = np.sort(flips.ravel())[::-1]
+    assert top[:10].sum() / top.sum() > 0.3      # sym would give about 10 / 90 = 0.11
+
+
+@pytest.mark.parametrize("text,kind,rate", [("sym:0.5", "sym", 0.5), ("idn:0.2", "idn", 0.2),
+                                            ("paper-cc:0.3", "paper-cc", 0.3),
+                                            ("none", "none", 0.0)])
+def test_noise_spec_parse_and_spelling(text, kind, rate):
+    from selfdistill.noise import NoiseSpec
+
+    spec = NoiseSpec.parse(text)
+    assert (spec.kind, spec.rate) == (kind, rate)
+    assert str(spec) == text and NoiseSpec.parse(str(spec)).kind == kind
+
+
+@pytest.mark.parametrize("text", ["sym", "bogus:0.2", "sym:1.0", "sym:-0.1", "sym:x",
+                                  "matrix:/nonexistent.npy"])
+def test_noise_spec_refuses_bad_spellings(text):
+    from selfdistill.noise import NoiseSpec
+
+    with pytest.raises(SelfDistillError):
+        NoiseSpec.parse(text)
