@@ -48,7 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LabelIssues", "estimate_n_issues", "rank_label_issues", "find_label_issues",
+__all__ = ["LabelIssues", "NoiseEstimate", "confident_joint", "estimate_noise",
+           "estimate_n_issues", "flag_mask", "rank_label_issues", "find_label_issues",
            "label_issues_from_cv", "refit_without_issues"]
 
 
@@ -85,14 +86,19 @@ class LabelIssues:
                 for i, g, s, sc in zip(self.indices, self.given, self.suggested, self.scores)]
 
 
-def estimate_n_issues(P: np.ndarray, y: np.ndarray) -> int:
-    """Number of label errors from the calibrated confident joint (module docstring).
+def confident_joint(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Calibrated confident joint ``C~`` (K, K): rows given label g, columns true class j.
+
+    Steps 1-3 of the module docstring: per-class thresholds ``t_j``, confident class of
+    each row, counts calibrated so that row g sums to ``n_g`` (rows of a class nobody
+    is confidently in stay 0).
 
     Examples
     --------
     >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
-    >>> estimate_n_issues(P, np.array([0, 0, 0, 1]))
-    2
+    >>> confident_joint(P, np.array([0, 0, 0, 1]))
+    array([[2., 1.],
+           [1., 0.]])
     """
     N, K = P.shape
     n_k = np.bincount(y, minlength=K)
@@ -104,25 +110,164 @@ def estimate_n_issues(P: np.ndarray, y: np.ndarray) -> int:
     has = above.any(axis=1)
     C = np.zeros((K, K))
     np.add.at(C, (y[has], conf[has]), 1.0)
-    C_cal = C / np.maximum(C.sum(axis=1, keepdims=True), 1.0) * n_k[:, None]
+    return C / np.maximum(C.sum(axis=1, keepdims=True), 1.0) * n_k[:, None]
+
+
+def estimate_n_issues(P: np.ndarray, y: np.ndarray) -> int:
+    """Number of label errors: the off-diagonal mass of :func:`confident_joint`.
+
+    Examples
+    --------
+    >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    >>> estimate_n_issues(P, np.array([0, 0, 0, 1]))
+    2
+    """
+    C_cal = confident_joint(P, y)
     return int(round(float(C_cal.sum() - np.trace(C_cal))))
 
 
-def rank_label_issues(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flag and rank likely label errors (module docstring: score, count).
+@dataclass(frozen=True, eq=False)
+class NoiseEstimate:
+    """The noise process as estimated from the given labels and out-of-fold probabilities.
+
+    Attributes
+    ----------
+    rate : float
+        Estimated share of wrong labels, ``n_issues / N``.
+    T : ndarray of shape (K, K)
+        Estimated transition matrix, ``T[k, j] = P(given j | true k)`` (rows sum to 1; a
+        class no row is confidently in gets the identity row).
+    joint : ndarray of shape (K, K)
+        Calibrated confident joint ``C~[g, j]`` (given g, true j) divided by N.
+    n_issues : int
+        Estimated number of wrong labels (the size of the flagged set).
+    method : str
+        ``"confident-joint"``.
+
+    Notes
+    -----
+    ``T[k, j] = C~[j, k] / sum_g C~[g, k]``: among rows whose true class is k (column k
+    of the confident joint), the share given label j. It is the confident-learning
+    estimate of Northcutt et al. (2021); a row's own label never vouches for it because
+    the probabilities are out-of-fold.
+    """
+
+    rate: float
+    T: np.ndarray
+    joint: np.ndarray
+    n_issues: int
+    method: str = "confident-joint"
+
+    @property
+    def per_class(self) -> np.ndarray:
+        """Estimated share of wrong labels among the rows *given* each class (K,)."""
+        n = self.joint.sum(axis=1)
+        return np.where(n > 0, 1.0 - np.diag(self.joint) / np.maximum(n, 1e-300), 0.0)
+
+    def top_confusions(self, k: int = 10) -> list[tuple[int, int, float]]:
+        """The ``k`` largest off-diagonal entries of the joint: (true, given, share of N)."""
+        J = self.joint.copy()
+        np.fill_diagonal(J, 0.0)
+        flat = np.argsort(-J, axis=None, kind="stable")[:k]
+        return [(int(j), int(g), float(J[g, j])) for g, j in
+                zip(*np.unravel_index(flat, J.shape)) if J[g, j] > 0]
+
+    def to_dict(self) -> dict:
+        """JSON form: ``{"rate", "T", "method", "n_issues", "per_class"}``."""
+        return {"rate": float(self.rate), "T": np.round(self.T, 6).tolist(),
+                "method": self.method, "n_issues": int(self.n_issues),
+                "per_class": np.round(self.per_class, 6).tolist()}
+
+
+def estimate_noise(P: np.ndarray, y: np.ndarray) -> NoiseEstimate:
+    """Estimate the noise rate and transition matrix from out-of-fold probabilities.
 
     Parameters
     ----------
     P : ndarray of shape (N, K)
-        Model probabilities on the training rows (out-of-fold ones preferred).
+        Out-of-fold probabilities (row i from a model that did not see row i).
+    y : ndarray of shape (N,)
+        Given labels.
+
+    Returns
+    -------
+    NoiseEstimate
+
+    Examples
+    --------
+    >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    >>> est = estimate_noise(P, np.array([0, 0, 0, 1]))
+    >>> est.rate, est.T.round(2)
+    (0.5, array([[0.67, 0.33],
+           [1.  , 0.  ]]))
+    """
+    y = np.asarray(y)
+    N, K = P.shape
+    C = confident_joint(P, y)
+    col = C.sum(axis=0)
+    T = np.where(col[:, None] > 0, C.T / np.maximum(col[:, None], 1e-300), np.eye(K))
+    n_issues = int(round(float(C.sum() - np.trace(C))))
+    return NoiseEstimate(rate=n_issues / max(N, 1), T=T, joint=C / max(N, 1),
+                         n_issues=n_issues)
+
+
+def flag_mask(P: np.ndarray, y: np.ndarray, C: np.ndarray | None = None) -> np.ndarray:
+    """Flagged rows by cell of the confident joint (module docstring, "Flagged set").
+
+    For every given class g and other class j, the ``round(C~[g, j])`` rows given g
+    with the largest margin ``P_ij - P_ig`` are flagged; a row whose top class is its
+    given label is never flagged.
+
+    Parameters
+    ----------
+    P : ndarray of shape (N, K)
+    y : ndarray of shape (N,)
+    C : ndarray of shape (K, K), optional
+        :func:`confident_joint` of ``P, y`` (computed when omitted).
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+
+    Examples
+    --------
+    >>> P = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
+    >>> flag_mask(P, np.array([0, 0, 0, 1]))
+    array([False, False,  True,  True])
+    """
+    y = np.asarray(y)
+    N, K = P.shape
+    if C is None:
+        C = confident_joint(P, y)
+    counts = np.rint(C).astype(np.int64)
+    np.fill_diagonal(counts, 0)
+    mask = np.zeros(N, dtype=bool)
+    for g in np.flatnonzero(counts.sum(axis=1)):
+        rows = np.flatnonzero(y == g)
+        Pg = P[rows]
+        for j in np.flatnonzero(counts[g]):
+            n = int(min(counts[g, j], rows.size))
+            margin = Pg[:, j] - Pg[:, g]
+            top = np.argpartition(-margin, n - 1)[:n] if n < rows.size else np.arange(rows.size)
+            mask[rows[top]] = True
+    mask &= np.argmax(P, axis=1) != y
+    return mask
+
+
+def rank_label_issues(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flag and rank likely label errors (module docstring: score, flagged set).
+
+    Parameters
+    ----------
+    P : ndarray of shape (N, K)
+        Out-of-fold probabilities on the training rows.
     y : ndarray of shape (N,)
         Given labels.
 
     Returns
     -------
     indices : ndarray of int
-        The :func:`estimate_n_issues` rows with the highest score among those whose
-        top class is not the given one, highest score first (ties by row index).
+        The :func:`flag_mask` rows, highest score first (ties by row index).
     scores : ndarray of float
         ``1 - P[i, given]`` for those rows, descending.
 
@@ -132,12 +277,12 @@ def rank_label_issues(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
     >>> rank_label_issues(P, np.array([0, 0, 0, 1]))
     (array([3, 2]), array([0.9, 0.7]))
     """
-    N = len(y)
     y = np.asarray(y)
+    N = len(y)
     score = 1.0 - P[np.arange(N), y]
-    cand = np.flatnonzero(np.argmax(P, axis=1) != y)
+    cand = np.flatnonzero(flag_mask(P, y))
     order = np.lexsort((cand, -score[cand]))
-    idx = cand[order][: estimate_n_issues(P, y)]
+    idx = cand[order]
     return idx, np.round(score[idx], 12)
 
 
