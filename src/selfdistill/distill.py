@@ -135,6 +135,7 @@ def self_distill(
     max_iter: int = 2000,
     basis: SpectralBasis | None = None,
     progress: Progress | None = None,
+    teacher_W: np.ndarray | None = None,
 ) -> list[NamedFit]:
     """Fit the teacher, ``rounds`` SD students and optionally the PLL student.
 
@@ -160,6 +161,8 @@ def self_distill(
         Shared basis of X (computed once here otherwise).
     progress : callable ``(name, index, total)``, optional
         Called before each fit.
+    teacher_W : ndarray of shape (K, d), optional
+        Warm start of the teacher (e.g. the same fit at a neighbouring lam).
 
     Returns
     -------
@@ -191,7 +194,7 @@ def self_distill(
         return NamedFit(name, fit_softmax(X, targets, W0=W0, q=q_, **kw))
 
     out: list[NamedFit] = []
-    teacher = _fit("teacher", one_hot(y, K), None, 0.0)
+    teacher = _fit("teacher", one_hot(y, K), teacher_W, 0.0)
     out.append(teacher)
     prev = teacher
     for t in range(1, rounds + 1):

@@ -66,7 +66,8 @@ from .losses import softmax
 from .solvers import SpectralBasis
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "choose_model",
-           "select_candidate"]
+           "select_candidate", "AutoSelection", "resolve_auto", "corrected_accuracy",
+           "DEFAULT_LAM_GRID"]
 
 #: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
 #: settle long before the weights do: on BANKING77 (lam=1e-5, sym 0 and 0.8) every
@@ -367,3 +368,303 @@ def cross_validate_pipeline(
     return CVSelection(lams, names, scores, lams[a], names[b], n_splits=n_splits,
                        stderr=stderr, z=float(z), folds=folds, weights=weights,
                        seconds=time.perf_counter() - t0, folds_used=folds_used.tolist())
+
+
+# -- lam="auto": screen, prune, refine (the one resolution of "auto") ----------------------
+#: Default candidates for ``lam="auto"`` (scale-free for unit-norm embeddings; the path
+#: stops early, so a longer grid only costs when its small end is reached).
+DEFAULT_LAM_GRID = (1e-6, 1e-5, 1e-4)
+#: Folds of the automatic choice. Five, as cleanlab's recipe: each fold model sees 80 %
+#: of the rows, which sharpens out-of-fold probabilities over three folds.
+AUTO_SPLITS = 5
+#: How candidates are scored: ``"kept"`` (accuracy on held-out rows not flagged) or
+#: ``"corrected"`` (clean accuracy implied by the held-out confusion and estimated T).
+AUTO_SCORE = "corrected"
+
+
+@dataclass(frozen=True, eq=False)
+class AutoSelection:
+    """What ``lam="auto"`` decided, and the out-of-fold evidence behind it.
+
+    Attributes
+    ----------
+    lam : float
+        L2 strength of the final fits.
+    best_model : str
+        Name of the recommended model (``teacher``, ``sd-t``, ``pll``, or the same with
+        the prefix ``pruned-`` when it is fitted without the flagged rows).
+    pruned : bool
+        Whether the final fits leave out the rows flagged by the screen.
+    train_rows : ndarray of bool, shape (N,) or None
+        Rows the final fits use (None: all).
+    lam_screen : float
+        lam of the screening teacher.
+    screen_scores : dict
+        Out-of-fold accuracy on the given labels of the screening teacher, per lam tried.
+    scores_by_model : dict
+        Score of every candidate (``rule`` below), by model name at ``lam``.
+    path : list of dict
+        Every (stage, lam, model, score) tried, in order.
+    oof_proba : ndarray of shape (N, K)
+        Out-of-fold probabilities of the recommended candidate (row i from the fold
+        model that did not see row i): label issues and the noise estimate use them.
+    screen_proba : ndarray of shape (N, K)
+        Out-of-fold probabilities of the screening teacher.
+    n_splits : int
+    rule : str
+    seconds : float
+    """
+
+    lam: float
+    best_model: str
+    pruned: bool
+    train_rows: np.ndarray | None
+    lam_screen: float
+    screen_scores: dict
+    scores_by_model: dict
+    path: list
+    oof_proba: np.ndarray = field(repr=False)
+    screen_proba: np.ndarray = field(repr=False)
+    n_splits: int = AUTO_SPLITS
+    rule: str = AUTO_SCORE
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """SPEC ``lam_selection`` record (``method``, ``candidates``, ``scores`` and more)."""
+        lams = sorted({p["lam"] for p in self.path})
+        best = {lam: max(p["score"] for p in self.path if p["lam"] == lam) for lam in lams}
+        return {
+            "method": (f"{self.n_splits}-fold screen, prune, refine on given labels "
+                       f"({self.rule} score)"),
+            "candidates": [float(v) for v in lams],
+            "scores": [float(best[v]) for v in lams],
+            "best_lam": float(self.lam),
+            "best_model": self.best_model,
+            "pruned": bool(self.pruned),
+            "n_pruned": (0 if self.train_rows is None
+                         else int(self.train_rows.size - self.train_rows.sum())),
+            "lam_screen": float(self.lam_screen),
+            "screen_scores": {f"{k:g}": float(v) for k, v in self.screen_scores.items()},
+            "scores_by_model": {k: float(v) for k, v in self.scores_by_model.items()},
+            "path": self.path,
+            "rule": _RULE_TEXT[self.rule],
+            "n_splits": int(self.n_splits),
+            "at_grid_edge": False,
+            "seconds": float(self.seconds),
+        }
+
+
+_RULE_TEXT = {
+    "kept": "highest out-of-fold accuracy on the held-out rows the screen did not flag",
+    "corrected": ("highest clean accuracy implied by the out-of-fold confusion with the "
+                  "given labels and the estimated noise matrix, trace(J T^-1)"),
+}
+
+
+def corrected_accuracy(pred: np.ndarray, y: np.ndarray, T_inv: np.ndarray) -> float:
+    """Clean accuracy implied by held-out predictions, given labels and ``T^-1``.
+
+    With ``J[p, g]`` the share of held-out rows predicted p and given g, and given labels
+    drawn from the true ones through ``T`` independently of the prediction (true for
+    out-of-fold predictions under class-conditional noise), ``J = A^T T`` where
+    ``A[k, p]`` is the joint share of true k and predicted p; hence the clean accuracy
+    ``trace(A) = trace(J T^-1)``. Noisy accuracy, ``trace(J)``, instead rewards a model
+    for predicting the classes the noise sends labels to.
+
+    Examples
+    --------
+    >>> T = np.array([[0.6, 0.4], [0.0, 1.0]])        # class 0 often given as 1
+    >>> y_true = np.repeat([0, 1], 500)
+    >>> y = np.where((y_true == 0) & (np.arange(1000) % 5 < 2), 1, y_true)
+    >>> round(corrected_accuracy(y_true, y, np.linalg.inv(T)), 3)   # the true labels
+    1.0
+    """
+    K = T_inv.shape[0]
+    J = np.zeros((K, K))
+    np.add.at(J, (pred, y), 1.0)
+    return float(np.trace(J @ T_inv) / max(len(y), 1))
+
+
+def _softmax_rows(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    return softmax(np.asarray(X, dtype=np.float64) @ W.T)
+
+
+def resolve_auto(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    lams: Sequence[float] = DEFAULT_LAM_GRID,
+    rounds: int = 4,
+    pll: bool = True,
+    n_classes: int,
+    pll_loss: str = "gce",
+    q: float = 0.7,
+    n_splits: int = AUTO_SPLITS,
+    seed: int = 0,
+    tol: float = CV_TOL,
+    score: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AutoSelection:
+    """Choose lam, whether to prune, and the model, from the given labels only.
+
+    Three stages on one set of stratified folds (every row held out once):
+
+    1. **Screen.** The teacher along the lam path, largest lam first, each fold
+       warm-started from the previous lam; the path stops at the first lam whose
+       out-of-fold accuracy on the given labels drops. Its out-of-fold probabilities give
+       the noise estimate (:func:`~selfdistill.issues.estimate_noise`) and the flagged rows
+       (:func:`~selfdistill.issues.flag_mask`).
+    2. **Refine.** On each fold's training rows minus the flagged ones, the teacher along
+       the lam path from the screening lam down (stopping at the first drop), then SD
+       rounds and the PLL student at the best lam. The unpruned screening teacher stays a
+       candidate (clean data: pruning only removes hard rows).
+    3. **Choose** the candidate with the best ``score`` on the held-out rows:
+       ``"corrected"`` (default), the clean accuracy implied by the held-out confusion
+       and the estimated noise matrix (:func:`corrected_accuracy`); or ``"kept"``, plain
+       accuracy on the held-out rows that were not flagged.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, d)
+    y : ndarray of shape (N,)
+        Given labels in ``0..K-1``.
+    lams : sequence of float
+        The lam grid (walked from the largest).
+    rounds, pll, pll_loss, q : see :func:`~selfdistill.distill.self_distill`
+    n_classes : int
+    n_splits : int, default=AUTO_SPLITS
+        Lowered to the smallest class count when needed (at least 2).
+    seed : int, default=0
+    tol : float, default=CV_TOL
+    score : {"corrected", "kept"}, optional
+        Default :data:`AUTO_SCORE`.
+    progress : callable ``(done, total)``, optional
+
+    Returns
+    -------
+    AutoSelection
+
+    Examples
+    --------
+    >>> from selfdistill.datasets import load_digits_dataset
+    >>> ds = load_digits_dataset()
+    >>> sel = resolve_auto(ds.X_train[:400], ds.y_train[:400], lams=[1e-3, 1e-2],
+    ...                    rounds=1, n_classes=10)
+    >>> sel.lam in (1e-3, 1e-2), sel.oof_proba.shape
+    (True, (400, 10))
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from .issues import estimate_noise, flag_mask
+
+    score = AUTO_SCORE if score is None else score
+    if score not in _RULE_TEXT:
+        raise ValueError(f"score must be one of {sorted(_RULE_TEXT)}, got {score!r}")
+    t0 = time.perf_counter()
+    y = np.asarray(y)
+    K, N = int(n_classes), X.shape[0]
+    grid = sorted({float(v) for v in lams}, reverse=True)
+    counts = np.bincount(y, minlength=K)
+    n_splits = int(max(2, min(n_splits, N, counts[counts > 0].min() if counts.any() else 2)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class",
+                                category=UserWarning)
+        folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
+    names = model_names(rounds, pll)
+    total = n_splits * (len(grid) * 3 + len(names))
+    done = 0
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(min(done, total), total)
+
+    def lam_path(rows_of: Callable, lams_: list[float], W_start: list | None,
+                 scorer: Callable[[np.ndarray], float], stage: str, prefix: str,
+                 n_rounds: int):
+        """Teacher (and ``n_rounds`` SD rounds) along ``lams_``, each fold warm-started
+        from the previous lam, until the best score of a lam first drops."""
+        best, W_prev = None, W_start
+        for lam in lams_:
+            Ps = {n: np.zeros((N, K)) for n in names[:n_rounds + 1]}
+            Ws = []
+            for f, (tr, va) in enumerate(folds):
+                tr = rows_of(tr)
+                fits = self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
+                                    n_classes=K, tol=tol,
+                                    teacher_W=None if W_prev is None else W_prev[f])
+                Ws.append(fits[0].W)
+                for nf in fits:
+                    Ps[nf.name][va] = _softmax_rows(X[va], nf.W)
+                tick(n_rounds + 1)
+            scored = {n: scorer(P) for n, P in Ps.items()}
+            for n, sc in scored.items():
+                path.append({"stage": stage, "lam": lam, "model": prefix + n, "score": sc})
+            top = max(scored.values())
+            if best is not None and top <= best[1]:
+                break
+            best, W_prev = (lam, top, Ps, scored, Ws), Ws
+        return best
+
+    path: list[dict] = []
+
+    # 1. screen: the teacher, scored by accuracy on the given labels (noise not known yet)
+    lam_screen, _, Ps, _, W_screen = lam_path(
+        lambda tr: tr, grid, None, lambda P: float(np.mean(P.argmax(axis=1) == y)),
+        "screen", "", 0)
+    P_screen = Ps["teacher"]
+    screen_scores = {p["lam"]: p["score"] for p in path}
+    est = estimate_noise(P_screen, y)
+    keep = ~flag_mask(P_screen, y)
+    T_inv = np.linalg.pinv(est.T)
+
+    def score_of(P: np.ndarray) -> float:
+        pred = P.argmax(axis=1)
+        if score == "kept":
+            return float(np.mean((pred == y)[keep]))
+        return corrected_accuracy(pred, y, T_inv)
+
+    cands: dict[tuple[float, str], tuple[float, np.ndarray]] = {}
+    cands[(lam_screen, "teacher")] = (score_of(P_screen), P_screen)
+    path.append({"stage": "choose", "lam": lam_screen, "model": "teacher",
+                 "score": cands[(lam_screen, "teacher")][0]})
+
+    # 2. refine on the folds' unflagged training rows: teacher and sd-1 along the path
+    #    (whether SD helps depends on lam), the other rounds and PLL at the best lam
+    if not keep.all():
+        n1 = min(rounds, 1)
+        lam_ref, _, Ps, scored, W_ref = lam_path(
+            lambda tr: tr[keep[tr]], [v for v in grid if v <= lam_screen], W_screen,
+            score_of, "refine", "pruned-", n1)
+        for n, P in Ps.items():
+            cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
+        rest = names[n1 + 1:]
+        if rest:
+            Pm = {n: np.zeros((N, K)) for n in rest}
+            for f, (tr, va) in enumerate(folds):
+                trk = tr[keep[tr]]
+                fits = self_distill(X[trk], y[trk], lam=lam_ref, rounds=rounds, pll=pll,
+                                    pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
+                                    teacher_W=W_ref[f])
+                for nf in fits:
+                    if nf.name in Pm:
+                        Pm[nf.name][va] = _softmax_rows(X[va], nf.W)
+                tick(len(rest))
+            for n, P in Pm.items():
+                sc = score_of(P)
+                cands[(lam_ref, "pruned-" + n)] = (sc, P)
+                path.append({"stage": "refine", "lam": lam_ref, "model": "pruned-" + n,
+                             "score": sc})
+    # 3. choose: best score; ties go to the earlier (simpler) candidate
+    (lam_best, model), (s_best, P_best) = max(cands.items(), key=lambda kv: kv[1][0])
+    pruned = model.startswith("pruned-")
+    by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
+    if progress is not None:
+        progress(total, total)
+    return AutoSelection(
+        lam=lam_best, best_model=model, pruned=pruned,
+        train_rows=keep if pruned else None, lam_screen=lam_screen,
+        screen_scores=screen_scores, scores_by_model=by_model, path=path,
+        oof_proba=P_best, screen_proba=P_screen, n_splits=n_splits, rule=score,
+        seconds=time.perf_counter() - t0)

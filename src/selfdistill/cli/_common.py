@@ -12,47 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SelfDistillError, one_line
+from .._errors import SelfDistillError
 from .._io import write_text_atomic
-from .._validation import check_rate
 from ._app import error_console, fail
 
-__all__ = ["parse_noise", "parse_lam", "write_json", "progress_bar", "guard", "fmt_pct"]
-
-
-def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
-    """``none``, ``KIND:RATE`` (sym, asym, cc) or ``matrix:PATH.npy`` -> (kind, rate, T)."""
-    spec = spec.strip()
-    if spec in ("none", ""):
-        return "none", 0.0, None
-    kind, sep, value = spec.partition(":")
-    if not sep:
-        raise SelfDistillError(
-            f"--noise must be none, KIND:RATE (KIND in sym, asym, cc) or matrix:PATH.npy, "
-            f"got {spec!r}"
-        )
-    if kind == "matrix":
-        path = Path(value)
-        if not path.is_file():
-            raise SelfDistillError(f"noise matrix file not found: {value}")
-        try:
-            T = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - corrupt headers raise many kinds
-            raise SelfDistillError(f"cannot read noise matrix {value}: {one_line(exc)}"
-                                   ) from None
-        if not isinstance(T, np.ndarray):
-            raise SelfDistillError(f"noise matrix {value} must be a .npy array, not an archive")
-        return "custom", float("nan"), T
-    if kind not in ("sym", "asym", "cc", "none"):
-        raise SelfDistillError(
-            f"unknown noise kind {kind!r} in --noise {spec!r}; choose sym, asym, cc, none "
-            "or matrix:PATH.npy"
-        )
-    try:
-        rate = float(value)
-    except ValueError:
-        raise SelfDistillError(f"noise rate must be a number in [0, 1), got {value!r}") from None
-    return kind, check_rate(rate, name="noise rate"), None
+__all__ = ["parse_lam", "write_json", "progress_bar", "guard", "fmt_pct"]
 
 
 def parse_lam(value: str) -> float | str:

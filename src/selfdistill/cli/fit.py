@@ -7,32 +7,50 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..distill import PLL_LOSSES
 from ._app import app, console
-from ._common import fmt_pct, guard, parse_lam, parse_noise, progress_bar, write_json
+from ._common import fmt_pct, guard, parse_lam, progress_bar, write_json
 
 
 def models_table(record: dict, title: str = "") -> Table:
     """Rich table of a SPEC result record (one row per model, selected marked)."""
     table = Table(title=title or None, title_justify="left")
     for col in ("model", "test acc %", "train acc (true) %", "noisy-subset acc %",
-                "cv acc (given) %", "iters", "seconds"):
+                "cv score %", "iters", "seconds"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for m in record["models"]:
         mark = " *" if m["name"] == record.get("selected") else ""
+        cv = m.get("cv_acc_given", m.get("cv_score"))
         table.add_row(m["name"] + mark, fmt_pct(m["test_acc"]), fmt_pct(m["train_acc_true"]),
-                      fmt_pct(m["noisy_subset_acc"]), fmt_pct(m.get("cv_acc_given")),
+                      fmt_pct(m["noisy_subset_acc"]), fmt_pct(cv),
                       str(m["iterations"]), f"{m['seconds']:.2f}")
     return table
 
 
-def write_issues_csv(path: Path, record: dict, classes) -> None:
+def write_issues_csv(path: Path, result, classes) -> None:
     """``index,given_label,suggested_label,score,given_name,suggested_name``, best first."""
     from .._io import write_text_atomic
 
     lines = ["index,given_label,suggested_label,score,given_name,suggested_name"]
-    for i, g, s, sc in record["label_issues"]:
+    for i, g, s, sc in result.issues.to_records():
         lines.append(f"{i},{g},{s},{sc:.6f},{_csv(classes[g])},{_csv(classes[s])}")
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def noise_table(result, classes, top: int = 5) -> Table:
+    """Rich table of the estimated noise: overall rate and the most confused pairs."""
+    est = result.noise_estimate
+    table = Table(title=(f"estimated noise (from the given labels, out-of-fold): rate "
+                         f"{est.rate:.3f}, {est.n_issues} wrong labels; realised "
+                         f"{result.realized_rate:.3f}" if result.noise_kind != "none" else
+                         f"estimated noise (from the given labels, out-of-fold): rate "
+                         f"{est.rate:.3f}, {est.n_issues} wrong labels"),
+                  title_justify="left")
+    for col in ("true class (estimated)", "given as", "share of rows %"):
+        table.add_column(col, justify="right" if col.startswith("share") else "left")
+    for j, g, share in est.top_confusions(top):
+        table.add_row(str(classes[j]), str(classes[g]), f"{100 * share:.2f}")
+    return table
 
 
 def _csv(text: str) -> str:
@@ -43,13 +61,15 @@ def _csv(text: str) -> str:
 @app.command()
 def fit(
     features: Path = typer.Argument(..., help="Feature file (.npz, SPEC format)."),
-    noise: str = typer.Option("none", help="none, KIND:RATE (sym, asym, cc) or matrix:PATH.npy"),
+    noise: str = typer.Option(
+        "none", help="none, KIND:RATE (KIND: sym, asym, cc, idn, paper-asym, paper-cc) or "
+        "matrix:PATH.npy"),
     noise_seed: int = typer.Option(0, help="Seed of the noise draw."),
     lam: str = typer.Option("1e-5", help="L2 strength, or 'auto' (CV on the given labels)."),
     rounds: int = typer.Option(4, min=0, help="Self-distillation rounds."),
     pll: bool = typer.Option(True, "--pll/--no-pll", help="Also fit the top-2 PLL student."),
     q: float = typer.Option(0.7, min=0.0, max=1.0, help="GCE exponent of the PLL loss."),
-    pll_loss: str = typer.Option("gce", help="PLL loss: gce or two-hot."),
+    pll_loss: str = typer.Option("gce", help=f"PLL loss: {' or '.join(PLL_LOSSES)}."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
     json_out: Path = typer.Option(None, "--json", help="Write the result record here."),
@@ -58,46 +78,48 @@ def fit(
 ) -> None:
     """Fit teacher -> SD rounds -> PLL on FEATURES and report accuracies."""
     from ..datasets import load_features
-    from ..experiments.runner import run_experiment
-    from ..issues import rank_label_issues
+    from ..experiments.runner import run_pipeline
+    from ..noise import NoiseSpec
 
     with guard():
-        kind, rate, T = parse_noise(noise)
+        spec = NoiseSpec.parse(noise)
         lam_v = parse_lam(lam)
-        if pll_loss not in ("gce", "two-hot"):
+        if pll_loss not in PLL_LOSSES:
             from .._errors import SelfDistillError
-            raise SelfDistillError(f"--pll-loss must be gce or two-hot, got {pll_loss!r}")
+            raise SelfDistillError(f"--pll-loss must be one of {', '.join(PLL_LOSSES)}, "
+                                   f"got {pll_loss!r}")
         for out in (json_out, issues):
             if out is not None and out.is_dir():
                 from .._errors import SelfDistillError
                 raise SelfDistillError(f"cannot write {out}: it is a directory")
         ds = load_features(features)
-        if T is not None:
+        if spec.kind == "custom":
             from .._validation import check_transition_matrix
-            T = check_transition_matrix(T, n_classes=ds.n_classes, where=noise.partition(":")[2])
+            check_transition_matrix(spec.T, n_classes=ds.n_classes, where=spec.source)
+        want_issues = issues is not None or select or lam_v == "auto"
         with progress_bar("fitting", quiet=quiet) as update:
-            record = run_experiment(
-                ds, noise=kind, rate=rate, noise_seed=noise_seed, T=T, lam=lam_v,
-                rounds=rounds, pll=pll, pll_loss=pll_loss, q=q, select=select,
-                progress=lambda name, d, t: update(d, t, name), return_fits=True,
+            result = run_pipeline(
+                ds, noise=spec, noise_seed=noise_seed, lam=lam_v, rounds=rounds, pll=pll,
+                pll_loss=pll_loss, q=q, select=select, issues=want_issues,
+                progress=lambda name, d, t: update(d, t, name),
             )
-        fits = {f.name: f for f in record.pop("_fits")}
-        y_given = record.pop("_y_given")
-        chosen = fits[record["selected"]]
-        P = chosen.predict_proba(ds.X_train)
-        idx, scores = rank_label_issues(P, y_given)
-        sugg = P.argmax(axis=1)
-        record["n_label_issues"] = int(len(idx))
-        record["label_issues"] = [(int(i), int(y_given[i]), int(sugg[i]), float(s))
-                                  for i, s in zip(idx, scores)]
         if issues is not None:
-            write_issues_csv(issues, record, ds.classes)
-        issues_list = record.pop("label_issues")
+            if result.issues is None:
+                from .._errors import SelfDistillError
+                raise SelfDistillError("--issues needs out-of-fold probabilities")
+            write_issues_csv(issues, result, ds.classes)
         if json_out is not None:
-            write_json(json_out, record)
-        record["label_issues"] = issues_list
-    n = record["noise"]
+            write_json(json_out, result.to_record())
+    record = result.to_record()
     title = (f"{record['dataset']}: N={record['n_train']}, K={record['n_classes']}, "
-             f"noise {n['kind']} {n['realized_rate']:.3f} (seed {n['seed']}), "
-             f"lam={record['lam']:g}; * = selected")
+             f"noise {record['noise']['kind']} {record['noise']['realized_rate']:.3f} "
+             f"(seed {noise_seed}), lam={record['lam']:g}; * = selected")
     console.print(models_table(record, title))
+    if result.noise_estimate is not None:
+        console.print(noise_table(result, ds.classes))
+    if result.issues is not None:
+        where = f" -> {issues}" if issues is not None else " (write them with --issues OUT.csv)"
+        console.print(f"{len(result.issues)} training rows flagged as likely label errors "
+                      f"(out-of-fold){where}")
+    if json_out is not None:
+        console.print(f"result record -> {json_out}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,13 +16,12 @@ import numpy as np
 from .._errors import SelfDistillError
 from ..datasets import Dataset
 from ..distill import NamedFit, self_distill
-from ..model_selection import CV_TOL, cross_validate_pipeline
-from ..noise import make_noisy_labels, realized_rate
+from ..issues import LabelIssues, NoiseEstimate
+from ..model_selection import CV_TOL, DEFAULT_LAM_GRID, cross_validate_pipeline
+from ..noise import NoiseSpec, realized_rate
 from ..solvers import SpectralBasis
 
-__all__ = ["run_experiment", "evaluate_models", "given_labels", "NoiseSpec"]
-
-NoiseSpec = tuple[str, float]
+__all__ = ["run_pipeline", "run_experiment", "RunResult", "evaluate_models", "given_labels"]
 
 
 def _acc(pred: np.ndarray, truth: np.ndarray) -> float | None:
@@ -62,26 +62,271 @@ def evaluate_models(
     return out
 
 
-def given_labels(ds: Dataset, noise: str = "none", rate: float = 0.0, seed: int = 0,
-                 T: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def given_labels(ds: Dataset, noise: NoiseSpec | str = "none", rate: float = 0.0,
+                 seed: int = 0, T: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The training labels a run sees, and the transition matrix that made them.
 
-    ``ds.y_train`` as it is for ``noise`` "none" (or a record's "given") without ``T``;
-    otherwise the seeded :func:`~selfdistill.make_noisy_labels` draw from the clean labels.
-    The one place that decides this, so reports can rebuild a record's labels exactly.
+    ``ds.y_train`` as it is for noise "none" (or a record's "given"); otherwise the
+    seeded :meth:`NoiseSpec.draw <selfdistill.noise.NoiseSpec.draw>` from the clean
+    labels. The one place that decides this, so reports can rebuild a record's labels
+    exactly. ``noise`` is a :class:`~selfdistill.noise.NoiseSpec` or its ``KIND:RATE``
+    spelling; the older ``(kind, rate, T)`` arguments are still accepted.
     """
+    spec = _spec(noise, rate, T)
     K = ds.n_classes
-    if noise in ("none", "given") and T is None:
+    if spec.is_none:
         return ds.y_train, np.eye(K)
     clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
-    return make_noisy_labels(clean, kind="custom" if T is not None else noise, rate=rate,
-                             n_classes=K, features=ds.X_train, seed=seed, T=T)
+    return spec.draw(clean, K, features=ds.X_train, seed=seed)
+
+
+def _spec(noise: NoiseSpec | str, rate: float = 0.0, T: np.ndarray | None = None) -> NoiseSpec:
+    """Old ``(kind, rate, T)`` arguments or a spec string -> :class:`NoiseSpec`."""
+    if isinstance(noise, NoiseSpec):
+        return noise
+    if T is not None:
+        return NoiseSpec("custom", T=np.asarray(T))
+    if noise in ("none", "given", ""):
+        return NoiseSpec()
+    if ":" in str(noise):
+        return NoiseSpec.parse(noise)
+    return NoiseSpec(str(noise), float(rate))
+
+
+@dataclass(eq=False)
+class RunResult:
+    """Everything one pipeline run produced: the typed result behind ``fit --json``.
+
+    Attributes
+    ----------
+    dataset : str
+    n_train, n_test, n_classes : int
+    noise : NoiseSpec
+        The noise added to the training labels (``none`` when the labels are used as
+        given).
+    noise_seed : int
+    noise_kind : str
+        ``noise.kind``, or ``"given"`` when the file's labels are already noisy.
+    rate_requested, realized_rate : float
+    T_used : ndarray of shape (K, K)
+        The transition matrix that made the labels (identity when none was applied).
+    y_given : ndarray of shape (N,)
+        The training labels the models saw.
+    lam : float
+        The L2 strength of the final fits (chosen one when ``lam="auto"``).
+    lam_selection : dict or None
+        How lam and the model were chosen (SPEC ``lam_selection``).
+    fits : list of NamedFit
+        Final models, pipeline order.
+    models : list of dict
+        Their SPEC records (accuracies, objective, iterations, seconds, ...).
+    selected : str
+        The recommended model's name.
+    oof_proba : ndarray of shape (N, K) or None
+        Out-of-fold probabilities the label issues and the noise estimate come from.
+    issues : LabelIssues or None
+        Likely label errors (out-of-fold), when cross-validation ran.
+    noise_estimate : NoiseEstimate or None
+        Estimated from the given labels and ``oof_proba`` only.
+    pll_loss : str
+    q : float
+    seconds : float
+    """
+
+    dataset: str
+    n_train: int
+    n_test: int
+    n_classes: int
+    noise: NoiseSpec
+    noise_seed: int
+    noise_kind: str
+    rate_requested: float
+    realized_rate: float
+    T_used: np.ndarray
+    y_given: np.ndarray
+    lam: float
+    lam_selection: dict[str, Any] | None
+    fits: list[NamedFit]
+    models: list[dict[str, Any]]
+    selected: str
+    pll_loss: str
+    q: float
+    seconds: float
+    oof_proba: np.ndarray | None = None
+    issues: LabelIssues | None = None
+    noise_estimate: NoiseEstimate | None = None
+
+    def fit_named(self, name: str) -> NamedFit:
+        """The final model called ``name``."""
+        for f in self.fits:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def selected_fit(self) -> NamedFit:
+        """The recommended model."""
+        return self.fit_named(self.selected)
+
+    def to_record(self) -> dict[str, Any]:
+        """The SPEC ``fit --json`` record (plain JSON types)."""
+        rec: dict[str, Any] = {
+            "dataset": self.dataset,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_classes": self.n_classes,
+            "noise": {
+                "kind": self.noise_kind,
+                "rate": float(self.rate_requested),
+                "realized_rate": self.realized_rate,
+                "seed": int(self.noise_seed),
+                "transition_matrix": np.round(self.T_used, 6).tolist(),
+            },
+            "lam": self.lam,
+            "lam_selection": self.lam_selection,
+            "pll_loss": self.pll_loss,
+            "q": self.q,
+            "models": self.models,
+            "selected": self.selected,
+            "seconds": self.seconds,
+        }
+        if self.noise_estimate is not None:
+            rec["noise_estimate"] = self.noise_estimate.to_dict()
+        if self.issues is not None:
+            rec["n_label_issues"] = len(self.issues)
+            rec["label_issues_source"] = self.issues.source
+        return rec
+
+
+def run_pipeline(
+    ds: Dataset,
+    *,
+    noise: NoiseSpec | str = "none",
+    noise_seed: int = 0,
+    lam: float | str = 1e-5,
+    rounds: int = 4,
+    pll: bool = True,
+    pll_loss: str = "gce",
+    q: float = 0.7,
+    select: bool = True,
+    issues: bool = False,
+    lam_grid: tuple[float, ...] = DEFAULT_LAM_GRID,
+    n_splits: int = 3,
+    tol: float = 1e-6,
+    basis: SpectralBasis | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> RunResult:
+    """Run one pipeline: noise -> (cross-validation) -> final fits -> records, issues.
+
+    Parameters
+    ----------
+    ds : Dataset
+        Features and labels; ``ds.y_train`` is treated as clean unless
+        ``ds.y_train_clean`` says otherwise.
+    noise : NoiseSpec or str, default="none"
+        Synthetic noise added to the training labels.
+    noise_seed : int, default=0
+    lam : float or "auto", default=1e-5
+        ``"auto"``: lam *and* the model are chosen from the given labels only
+        (:func:`~selfdistill.model_selection.resolve_auto`, the one resolution of
+        "auto").
+    rounds, pll, pll_loss, q : see :func:`~selfdistill.distill.self_distill`
+    select : bool, default=True
+        Recommend a model by cross-validation on the given labels; otherwise
+        ``selected`` is the PLL student (or the last SD round without PLL).
+    issues : bool, default=False
+        Also estimate the noise and flag likely label errors from out-of-fold
+        probabilities (cross-validates even when ``select`` is off).
+    lam_grid : tuple of float
+        Candidates for ``lam="auto"``.
+    n_splits : int, default=3
+    tol : float, default=1e-6
+    basis : SpectralBasis, optional
+        Precomputed basis of ``ds.X_train`` (reused across grid points).
+    progress : callable ``(stage, done, total)``, optional
+
+    Returns
+    -------
+    RunResult
+    """
+    from ..issues import estimate_noise, find_label_issues
+    from ..model_selection import resolve_auto
+
+    t0 = time.perf_counter()
+    spec = NoiseSpec.parse(noise)
+    K = ds.n_classes
+    clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
+    y_given, T_used = given_labels(ds, spec, seed=noise_seed)
+    if spec.is_none:
+        kind = "given" if ds.y_train_clean is not None else "none"
+        rate_req = realized_rate(ds.y_train, clean)
+    else:
+        kind = spec.kind
+        rate_req = (spec.rate if spec.kind != "custom"
+                    else float(np.mean(1 - np.diag(T_used)[clean])))
+    X = ds.X_train
+    cv_progress = (lambda d, t: progress("cv", d, t)) if progress else None
+    lam_selection = None
+    oof = None
+    train_rows = None
+    if isinstance(lam, str):
+        if lam != "auto":
+            raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
+        auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
+                            pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress)
+        lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
+        lam_selection = auto.to_dict()
+        train_rows = auto.train_rows
+        cv_scores = None
+    else:
+        lam_value = float(lam)
+        cv_scores = None
+        if select or issues:
+            cv = cross_validate_pipeline(
+                X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
+                pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed,
+                tol=max(tol, CV_TOL), progress=cv_progress)
+            cv_scores = dict(zip(cv.models, cv.scores[0]))
+            oof = cv.oof_proba(X)
+            selected = cv.best_model if select else None
+        else:
+            selected = None
+    if basis is None or train_rows is not None:
+        basis = SpectralBasis.from_features(X if train_rows is None else X[train_rows])
+    Xf = X if train_rows is None else X[train_rows]
+    yf = y_given if train_rows is None else y_given[train_rows]
+    fits = self_distill(Xf, yf, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss,
+                        q=q, n_classes=K, tol=tol, basis=basis, progress=progress)
+    if train_rows is not None:  # fitted without the flagged rows
+        fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
+    if selected is None:
+        selected = fits[-1].name
+    models = evaluate_models(fits, ds, y_given, clean)
+    if cv_scores is not None:
+        for rec in models:
+            if rec["name"] in cv_scores:
+                rec["cv_acc_given"] = float(cv_scores[rec["name"]])
+    if lam_selection is not None and "scores_by_model" in lam_selection:
+        for rec in models:
+            if rec["name"] in lam_selection["scores_by_model"]:
+                rec["cv_score"] = float(lam_selection["scores_by_model"][rec["name"]])
+    found = est = None
+    if issues and oof is not None:
+        found = find_label_issues(oof, y_given, source="out-of-fold")
+        est = estimate_noise(oof, y_given)
+    return RunResult(
+        dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=K, noise=spec,
+        noise_seed=int(noise_seed), noise_kind=kind, rate_requested=float(rate_req),
+        realized_rate=realized_rate(y_given, clean), T_used=T_used, y_given=y_given,
+        lam=lam_value, lam_selection=lam_selection, fits=fits, models=models,
+        selected=selected, pll_loss=pll_loss, q=q, seconds=time.perf_counter() - t0,
+        oof_proba=oof, issues=found, noise_estimate=est)
 
 
 def run_experiment(
     ds: Dataset,
     *,
-    noise: str = "none",
+    noise: NoiseSpec | str = "none",
     rate: float = 0.0,
     noise_seed: int = 0,
     T: np.ndarray | None = None,
@@ -91,118 +336,19 @@ def run_experiment(
     pll_loss: str = "gce",
     q: float = 0.7,
     select: bool = True,
-    lam_grid: tuple[float, ...] = (1e-6, 1e-5, 1e-4),
+    lam_grid: tuple[float, ...] = DEFAULT_LAM_GRID,
     n_splits: int = 3,
     tol: float = 1e-6,
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    return_fits: bool = False,
-    return_cv: bool = False,
 ) -> dict[str, Any]:
     """Run one grid point and return the SPEC ``fit --json`` record.
 
-    Parameters
-    ----------
-    ds : Dataset
-        Features and labels; ``ds.y_train`` is treated as clean unless
-        ``ds.y_train_clean`` says otherwise.
-    noise : {"none", "sym", "asym", "cc", "custom"}, default="none"
-        Synthetic noise added to the training labels (``custom`` needs ``T``).
-    rate : float, default=0.0
-    noise_seed : int, default=0
-    T : ndarray of shape (K, K), optional
-    lam : float or "auto", default=1e-5
-        ``"auto"`` chooses lam from ``lam_grid`` by CV on the given labels.
-    rounds : int, default=4
-    pll : bool, default=True
-    pll_loss, q : see :func:`~selfdistill.distill.self_distill`
-    select : bool, default=True
-        Recommend a model by CV on the given labels (``selected``); otherwise
-        ``selected`` is the PLL student (or the last SD round without PLL).
-    n_splits : int, default=3
-    basis : SpectralBasis, optional
-        Precomputed basis of ``ds.X_train`` (reused across grid points).
-    progress : callable ``(stage, done, total)``, optional
-    return_fits : bool, default=False
-        Also return the fitted models under the key ``"_fits"`` (not JSON).
-    return_cv : bool, default=False
-        Also return the :class:`~selfdistill.model_selection.CVSelection` (or ``None``
-        when nothing was cross-validated) under ``"_cv"`` (not JSON); its out-of-fold
-        probabilities feed :func:`selfdistill.issues.label_issues_from_cv`.
-
-    Returns
-    -------
-    dict
-        ``dataset, n_train, n_test, n_classes, noise, lam, lam_selection, models, selected``.
+    :func:`run_pipeline` with the sweep's spelling of the noise (``noise`` kind plus
+    ``rate``, or a matrix ``T``), returning :meth:`RunResult.to_record`.
     """
-    t0 = time.perf_counter()
-    K = ds.n_classes
-    clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
-    y_given, T_used = given_labels(ds, noise, rate, noise_seed, T)
-    if noise == "none" and T is None:
-        kind = "given" if ds.y_train_clean is not None else "none"
-        rate_req = realized_rate(ds.y_train, clean)
-    else:
-        kind = "custom" if T is not None else noise
-        rate_req = float(rate) if T is None else float(np.mean(1 - np.diag(T_used)[clean]))
-    X = ds.X_train
-    lam_selection = None
-    cv = None
-    if isinstance(lam, str):
-        if lam != "auto":
-            raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
-        cv = cross_validate_pipeline(
-            X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
-            pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed, tol=max(tol, CV_TOL),
-            progress=(lambda d, t: progress("cv", d, t)) if progress else None,
-        )
-        lam_value = cv.best_lam
-        lam_selection = cv.to_dict()
-    else:
-        lam_value = float(lam)
-    if basis is None:
-        basis = SpectralBasis.from_features(X)
-    fits = self_distill(
-        X, y_given, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss, q=q,
-        n_classes=K, tol=tol, basis=basis, progress=progress,
-    )
-    models = evaluate_models(fits, ds, y_given, clean)
-    if cv is None and select:
-        cv = cross_validate_pipeline(
-            X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
-            pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed, tol=max(tol, CV_TOL),
-            progress=(lambda d, t: progress("cv", d, t)) if progress else None,
-        )
-    if cv is not None:
-        selected = cv.best_model
-        cv_scores = dict(zip(cv.models, cv.scores[cv.lams.index(lam_value)]))
-        for rec in models:
-            rec["cv_acc_given"] = float(cv_scores[rec["name"]])
-    else:
-        selected = fits[-1].name
-    out: dict[str, Any] = {
-        "dataset": ds.name,
-        "n_train": ds.n_train,
-        "n_test": ds.n_test,
-        "n_classes": K,
-        "noise": {
-            "kind": kind,
-            "rate": float(rate_req),
-            "realized_rate": realized_rate(y_given, clean),
-            "seed": int(noise_seed),
-            "transition_matrix": np.round(T_used, 6).tolist(),
-        },
-        "lam": lam_value,
-        "lam_selection": lam_selection,
-        "pll_loss": pll_loss,
-        "q": q,
-        "models": models,
-        "selected": selected,
-        "seconds": time.perf_counter() - t0,
-    }
-    if return_fits:
-        out["_fits"] = fits
-        out["_y_given"] = y_given
-    if return_cv:
-        out["_cv"] = cv
-    return out
+    return run_pipeline(
+        ds, noise=_spec(noise, rate, T), noise_seed=noise_seed, lam=lam, rounds=rounds,
+        pll=pll, pll_loss=pll_loss, q=q, select=select, lam_grid=lam_grid,
+        n_splits=n_splits, tol=tol, basis=basis, progress=progress,
+    ).to_record()
