@@ -151,3 +151,23 @@ def test_demo_quick_writes_report(capsys, tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert len(rows) == 3 * 6
     assert "teacher" in stdout
+
+
+def test_fit_non_contiguous_labels_equal_contiguous_ones(capsys, tmp_path, digits):
+    # issue 16 bug 1: {3, 7, 100} used to become K=101 with a 101 x 101 noise matrix
+    keep, keep_t = digits.y_train[:600] < 3, digits.y_test[:200] < 3
+    X, y = digits.X_train[:600][keep], digits.y_train[:600][keep]
+    Xt, yt = digits.X_test[:200][keep_t], digits.y_test[:200][keep_t]
+    codes = np.array([3, 7, 100])
+    recs = []
+    for name, f in (("contig", lambda v: v), ("noncontig", lambda v: codes[v])):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, X_train=X, y_train=f(y), X_test=Xt, y_test=f(yt))
+        out = tmp_path / f"{name}.json"
+        code, stdout, _ = cli(capsys, "fit", path, "--noise", "sym:0.3", "--lam", "1e-3",
+                              "--rounds", "1", "--no-select", "--json", out, "--quiet")
+        assert code == 0
+        recs.append(json.loads(out.read_text()))
+    assert recs[1]["n_classes"] == 3 and "K=3" in stdout
+    assert [m["test_acc"] for m in recs[1]["models"]] == \
+        [m["test_acc"] for m in recs[0]["models"]]
