@@ -155,6 +155,11 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("--json under a regular file (unwritable)",
      lambda d: ["fit", good(d), "--json", str(Path(good(d)) / "out.json")], "out.json"),
     ("--issues is a directory", lambda d: ["fit", good(d), "--issues", str(d)], "out.json"),
+    ("--json is the input feature file", lambda d: ["fit", good(d), "--json", good(d)],
+     "out.json"),
+    ("--issues and --json name one file",
+     lambda d: ["fit", good(d), "--issues", str(d / "same.out"), "--json", str(d / "same.out")],
+     "same.out"),
     ("demo --out is a file", lambda d: ["demo", "--out", good(d)], "out.json"),
     # sweep configs
     ("malformed TOML", toml("[grid\nnoise = sym\n"), "sweep-out"),

@@ -1,9 +1,12 @@
 """Command line: fit and demo outputs, and bad input -> one `error:` line, exit 2, no files."""
 
 import csv
+import errno
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +174,88 @@ def test_fit_non_contiguous_labels_equal_contiguous_ones(capsys, tmp_path, digit
     assert recs[1]["n_classes"] == 3 and "K=3" in stdout
     assert [m["test_acc"] for m in recs[1]["models"]] == \
         [m["test_acc"] for m in recs[0]["models"]]
+
+
+SAME_PATH = {
+    "json is the input": (["--json", "{npz}"], "--json {npz} is the same file as FEATURES"),
+    "issues is the input": (["--issues", "{npz}"], "--issues {npz} is the same file as FEATURES"),
+    "json and issues one file": (["--issues", "{tmp}/same.out", "--json", "{tmp}/same.out"],
+                                 "--json {tmp}/same.out is the same file as --issues"),
+    "json via another spelling": (["--json", "{tmp}/./sub/../small.npz"],
+                                  "is the same file as FEATURES"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_PATH))
+def test_output_equal_to_an_input_or_output_is_refused(capsys, tmp_path, small_npz, case):
+    # issue 16 bug 2: `fit in.npz --json in.npz` replaced the features with JSON
+    (tmp_path / "sub").mkdir()
+    before = (tmp_path / "small.npz").read_bytes()
+    args, match = SAME_PATH[case]
+    args = [a.format(tmp=tmp_path, npz=small_npz) for a in args]
+    code, _, err = cli(capsys, "fit", small_npz, *args, "--lam", "1e-3", "--rounds", "0",
+                       "--no-select", "--quiet")
+    check_error(code, err, tmp_path / "same.out")
+    assert match.format(tmp=tmp_path, npz=small_npz) in err
+    assert (tmp_path / "small.npz").read_bytes() == before
+
+
+def test_hard_link_to_the_input_is_the_same_file(capsys, tmp_path, small_npz):
+    link = tmp_path / "link.json"
+    os.link(small_npz, link)
+    code, _, err = cli(capsys, "fit", small_npz, "--json", link, "--rounds", "0", "--quiet")
+    assert code == 2 and "same file as FEATURES" in err
+
+
+def _enospc_on(name, monkeypatch):
+    """Make writing the temp file of output ``name`` fail as a full disk does."""
+    real = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name.startswith(f".{name}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_full_disk_commits_no_output_and_names_the_path(capsys, tmp_path, small_npz,
+                                                        monkeypatch):
+    # issue 16 bug 3: issues.csv was left complete, out.json missing, no path named
+    _enospc_on("out.json", monkeypatch)
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    code, _, err = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                       "--rounds", "0", "--no-select", "--json", out, "--issues", issues,
+                       "--quiet")
+    check_error(code, err, out, issues)
+    assert f"error: cannot write {out}: No space left on device" in err
+
+
+def test_outputs_replace_old_ones_together(capsys, tmp_path, small_npz, monkeypatch):
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    out.write_text("old json")
+    issues.write_text("old csv")
+    _enospc_on("out.json", monkeypatch)
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--rounds", "0",
+                       "--no-select", "--json", out, "--issues", issues, "--quiet")
+    assert code == 2 and out.read_text() == "old json" and issues.read_text() == "old csv"
+
+
+def test_real_full_tmpfs(capsys, tmp_path, small_npz):
+    """The issue's reproduction on a real 1 MB tmpfs (needs root; skipped otherwise)."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                            str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        (mnt / "filler").write_bytes(b"x" * (free - 2 * 4096))  # issues.csv fits, out.json not
+        out, issues = mnt / "out.json", mnt / "issues.csv"
+        code, _, err = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                           "--rounds", "1", "--no-select", "--json", out, "--issues", issues,
+                           "--quiet")
+        check_error(code, err, out, issues)
+        assert "No space left on device" in err and str(mnt) in err
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError, one_line
-from .._io import write_text_atomic
+from .._io import output_batch, write_text_atomic
 from .._validation import check_rate
 from ._app import error_console, fail
 
-__all__ = ["parse_noise", "parse_lam", "write_json", "progress_bar", "guard", "fmt_pct"]
+__all__ = ["parse_noise", "parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
+           "check_distinct_paths"]
 
 
 def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
@@ -123,11 +124,51 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
         yield update
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:  # hard links and other spellings the resolver cannot see
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def check_distinct_paths(inputs: dict[str, Path | None],
+                         outputs: dict[str, Path | None]) -> None:
+    """Refuse an output that is one of the inputs or another output.
+
+    Parameters
+    ----------
+    inputs, outputs : dict
+        Option or argument name (``"FEATURES"``, ``"--json"``) -> path, or ``None`` when
+        not given. Paths are compared resolved (``./a/../x`` is ``x``, symlinks followed)
+        and by inode (hard links).
+
+    Raises
+    ------
+    SelfDistillError
+        ``--json in.npz is the same file as FEATURES in.npz; choose another path``.
+    """
+    seen = [(name, Path(p)) for name, p in inputs.items() if p is not None]
+    for name, path in ((n, Path(p)) for n, p in outputs.items() if p is not None):
+        for other_name, other in seen:
+            if _same_file(path, other):
+                raise SelfDistillError(f"{name} {path} is the same file as {other_name} "
+                                       f"{other}; choose another path")
+        seen.append((name, path))
+
+
 @contextlib.contextmanager
 def guard() -> Iterator[None]:
-    """Turn :class:`SelfDistillError` and file-opening ``OSError`` into ``fail``."""
+    """Turn :class:`SelfDistillError` and file-opening ``OSError`` into ``fail``.
+
+    The block's outputs are one :func:`~selfdistill._io.output_batch`: each file written
+    through the atomic writers appears when the block succeeds, all together, or none
+    does.
+    """
     try:
-        yield
+        with output_batch():
+            yield
     except SelfDistillError as exc:
         fail(str(exc))
     except OSError as exc:

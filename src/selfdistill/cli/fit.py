@@ -8,7 +8,15 @@ import typer
 from rich.table import Table
 
 from ._app import app, console
-from ._common import fmt_pct, guard, parse_lam, parse_noise, progress_bar, write_json
+from ._common import (
+    check_distinct_paths,
+    fmt_pct,
+    guard,
+    parse_lam,
+    parse_noise,
+    progress_bar,
+    write_json,
+)
 
 
 def models_table(record: dict, title: str = "") -> Table:
@@ -62,6 +70,9 @@ def fit(
     from ..issues import rank_label_issues
 
     with guard():
+        matrix = Path(noise.strip()[7:]) if noise.strip().startswith("matrix:") else None
+        check_distinct_paths({"FEATURES": features, "--noise matrix": matrix},
+                             {"--issues": issues, "--json": json_out})
         kind, rate, T = parse_noise(noise)
         lam_v = parse_lam(lam)
         if pll_loss not in ("gce", "two-hot"):

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ._app import app, console
-from ._common import fmt_pct, guard, progress_bar, write_json
+from ._common import check_distinct_paths, fmt_pct, guard, progress_bar, write_json
 
 VIEWS = ("rounds", "population", "lams")
 DEFAULT_ROUNDS = {"rounds": 10, "population": 10, "lams": 30}
@@ -154,6 +154,7 @@ def theory(
             raise SelfDistillError(f"--tol must be in (0, 1), got {tol}")
         _check_out(json_out, ".json", "--json")
         _check_out(plot, ".png", "--plot")
+        check_distinct_paths({}, {"--json": json_out, "--plot": plot})
         R = DEFAULT_ROUNDS[view] if rounds is None else rounds
         solver = DEFAULT_SOLVER[view] if solver is None else solver
         with progress_bar(f"theory ({view})", quiet=quiet) as update:
