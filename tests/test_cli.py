@@ -89,7 +89,11 @@ BAD_ARGS = {
     "rate -0.1": (["fit", "{npz}", "--noise", "sym:-0.1"], "[0, 1)"),
     "unknown kind": (["fit", "{npz}", "--noise", "gauss:0.1"], "unknown noise kind"),
     "no rate": (["fit", "{npz}", "--noise", "sym"], "KIND:RATE"),
-    "bad lam": (["fit", "{npz}", "--lam", "-3"], "(0, inf)"),
+    "bad lam": (["fit", "{npz}", "--lam", "-3"], "[1e-12, 10000]"),
+    "lam 1e300": (["fit", "{npz}", "--lam", "1e300"], "--lam must be in [1e-12, 10000]"),
+    "lam 1e-300": (["fit", "{npz}", "--lam", "1e-300"], "--lam must be in [1e-12, 10000]"),
+    "theory lam": (["theory", "--lam", "1e300", "--json", "{tmp}/no/such/out.json"],
+                   "--lam must be in [1e-12, 10000]"),
     "lam text": (["fit", "{npz}", "--lam", "big"], "auto"),
     "rounds": (["fit", "{npz}", "--rounds", "-1"], "rounds"),
     "option": (["fit", "{npz}", "--frobnicate"], "frobnicate"),
@@ -107,7 +111,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, small_npz, case):
     args, match = BAD_ARGS[case]
     args = [a.format(tmp=tmp_path, npz=small_npz) for a in args]
     fast = [] if "--lam" in args else ["--lam", "1e-3"]
-    fast += [] if "--rounds" in args else ["--rounds", "0", "--no-select"]
+    fast += [] if "--rounds" in args or args[0] != "fit" else ["--rounds", "0", "--no-select"]
     code, out, err = cli(capsys, *args, *fast, "--quiet")
     check_error(code, err, tmp_path / "no" / "such" / "out.json")
     assert match in err

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import SelfDistillError, one_line
 from .._io import output_batch, write_text_atomic
-from .._validation import check_rate
+from .._validation import LAM_RANGE, check_lam, check_rate
 from ._app import error_console, fail
 
 __all__ = ["parse_noise", "parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
@@ -57,17 +57,16 @@ def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
 
 
 def parse_lam(value: str) -> float | str:
-    """``auto`` or a positive float."""
+    """``auto`` or a number in :data:`~selfdistill._validation.LAM_RANGE`."""
     if value == "auto":
         return "auto"
+    lo, hi = LAM_RANGE
     try:
         lam = float(value)
     except ValueError:
-        raise SelfDistillError(f"--lam must be a number in (0, inf) or 'auto', got {value!r}") \
-            from None
-    if not (math.isfinite(lam) and lam > 0):
-        raise SelfDistillError(f"--lam must be in (0, inf), got {value}")
-    return lam
+        raise SelfDistillError(f"--lam must be a number in [{lo:g}, {hi:g}] or 'auto', "
+                               f"got {value!r}") from None
+    return check_lam(lam, name="--lam")
 
 
 def _jsonable(obj: Any) -> Any:

@@ -142,6 +142,7 @@ def theory(
     round, and one PLL student on the teacher's top-2 classes.
     """
     from .._errors import SelfDistillError
+    from .._validation import check_lam
     from ..theory import lam_sweep, population_view, run_block_experiment
     from ..theory.plots import plot_block_experiment, plot_lam_sweep, plot_population
 
@@ -150,6 +151,7 @@ def theory(
             raise SelfDistillError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
         if pll_loss not in ("two-hot", "gce"):
             raise SelfDistillError(f"--pll-loss must be two-hot or gce, got {pll_loss!r}")
+        check_lam(lam, name="--lam")
         if not (0 < tol < 1):
             raise SelfDistillError(f"--tol must be in (0, 1), got {tol}")
         _check_out(json_out, ".json", "--json")
@@ -165,7 +167,8 @@ def theory(
                 res = population_view(K, n, c, d, lam, _floats(etas, "--etas"), seeds, R,
                                       noise, solver, tol=tol, progress=update)
             else:
-                res = lam_sweep(K, n, c, d, eta, _floats(lams, "--lams"), R, noise, solver,
+                lam_list = [check_lam(v, name="--lams entry") for v in _floats(lams, "--lams")]
+                res = lam_sweep(K, n, c, d, eta, lam_list, R, noise, solver,
                                 seed, tol=tol, progress=update)
         if json_out is not None:
             write_json(json_out, res)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError
-from .._validation import check_rate
+from .._validation import check_lam, check_rate
 from ..distill import PLL_LOSSES, pll_targets
 from ..noise import make_noisy_labels, realized_rate, transition_matrix
 from ..solvers import one_hot
@@ -70,8 +70,7 @@ def _check_common(eta: float, noise: str, lam: float, rounds: int, solver: str |
         raise SelfDistillError(
             f"noise must be one of {', '.join(NOISE_KINDS)} on the block model, got {noise!r}"
         )
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise SelfDistillError(f"lam must be in (0, inf), got {lam}")
+    lam = check_lam(lam)
     if not (isinstance(rounds, (int, np.integer)) and rounds >= 0):
         raise SelfDistillError(f"rounds must be an integer in [0, inf), got {rounds}")
     if solver is not None and solver not in SOLVERS:
