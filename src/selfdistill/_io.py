@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ._errors import SelfDistillError
 
-__all__ = ["atomic_path", "write_text_atomic", "ensure_dir", "output_batch", "staged"]
+__all__ = ["atomic_path", "write_text_atomic", "ensure_dir", "output_batch", "staged",
+           "check_writable_dir"]
 
 #: absolute target -> (target as given, temp file) of the writes waiting in the current
 #: :func:`output_batch`
@@ -136,3 +137,27 @@ def ensure_dir(path: str | Path) -> Path:
     if not os.access(out, os.W_OK):
         raise SelfDistillError(f"output folder {out} is not writable")
     return out
+
+
+def check_writable_dir(path: str | Path, *, what: str = "files") -> None:
+    """Raise :class:`SelfDistillError` unless a file can be created in folder ``path``.
+
+    Tries for real (a temp file, removed at once): ``os.access`` says yes to root on a
+    read-only mount's neighbours and cannot see every filesystem's rules.
+
+    Parameters
+    ----------
+    path : str or Path
+        An existing folder.
+    what : str
+        What would be written, for the message: ``cannot write the report into DIR:
+        Read-only file system``.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".selfdistill-write-test.", dir=path)
+    except OSError as exc:
+        raise SelfDistillError(f"cannot write {what} into {path}: "
+                               f"{exc.strerror or exc}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
