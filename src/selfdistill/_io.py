@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,26 @@ def staged(path: str | Path) -> Path:
     return Path(path)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(target: Path) -> int:
+    """Permission bits a plain ``open(target, "w")`` would leave the file with."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _discard(paths) -> None:
     for tmp in paths:
         with contextlib.suppress(OSError):
@@ -99,9 +120,15 @@ def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
                                         dir=parent)
     except OSError as exc:
         raise SelfDistillError(f"cannot write {target}: {exc.strerror or exc}") from None
-    os.close(fd)
     tmp = Path(tmp_name)
     try:
+        try:
+            # mkstemp makes 0600; give what a plain open() would: the old file's mode
+            # when replacing one, else 0666 minus the umask
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fd, _mode_for(target))
+        finally:
+            os.close(fd)
         try:
             yield tmp
         except OSError as exc:  # the write itself failed: a full disk, a quota
