@@ -263,3 +263,29 @@ def test_real_full_tmpfs(capsys, tmp_path, small_npz):
         assert "No space left on device" in err and str(mnt) in err
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 not a zip", None], ids=["fake-zip", "npz"])
+def test_noise_matrix_reader_leaves_no_file_open(tmp_path, content):
+    import gc
+    import warnings
+
+    from selfdistill import SelfDistillError
+    from selfdistill.cli._common import parse_noise
+
+    path = tmp_path / "T.npy"
+    if content is None:
+        with open(path, "wb") as fh:
+            np.savez(fh, T=np.eye(3))
+    else:
+        path.write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            parse_noise(f"matrix:{path}")
+        except SelfDistillError as exc:
+            assert "noise matrix" in str(exc)
+        else:
+            raise AssertionError("a bad noise matrix was read")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

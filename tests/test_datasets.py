@@ -1,6 +1,8 @@
 """Feature files: valid ones load, hostile ones are refused with a message naming the problem."""
 
+import gc
 import io
+import warnings
 import zipfile
 
 import numpy as np
@@ -172,3 +174,19 @@ def test_text_labels_are_encoded_or_mapped_through_classes(tmp_path, digits):
                       X_test=digits.X_test[:40], y_test=names[yt])
     with pytest.raises(SelfDistillError, match="mix text"):
         load_features(mixed)
+
+
+def test_pk_prefixed_non_zip_leaves_no_file_open(tmp_path):
+    # issue 16 bug 7: np.load kept the file open when the zip reader failed
+    path = tmp_path / "fake.npz"
+    path.write_bytes(b"PK\x03\x04" + b"not a zip archive at all" * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            load_features(path)
+        except SelfDistillError as exc:
+            assert "not a readable .npz" in str(exc)
+        else:
+            raise AssertionError("a fake zip loaded")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

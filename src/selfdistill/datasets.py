@@ -107,7 +107,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not magic.startswith(b"PK"):
         raise SelfDistillError(f"{where} is not a readable .npz file (not a zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # our own file object, closed by `with` on every path: np.load given a name
+        # leaks its handle when the zip reader fails on a "PK" file that is no zip
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise SelfDistillError(f"{where} is a single .npy array, not an .npz archive")
             out = {}

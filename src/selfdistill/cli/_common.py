@@ -36,8 +36,11 @@ def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
         path = Path(value)
         if not path.is_file():
             raise SelfDistillError(f"noise matrix file not found: {value}")
-        try:
-            T = np.load(path, allow_pickle=False)
+        try:  # our own file object, closed on every path (np.load leaks it on bad zips)
+            with open(path, "rb") as fh:
+                T = np.load(fh, allow_pickle=False)
+                if not isinstance(T, np.ndarray):
+                    T.close()
         except Exception as exc:  # noqa: BLE001 - corrupt headers raise many kinds
             raise SelfDistillError(f"cannot read noise matrix {value}: {one_line(exc)}"
                                    ) from None
