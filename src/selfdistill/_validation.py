@@ -36,7 +36,7 @@ def check_features(X: Any, *, name: str = "X", where: str | None = None) -> np.n
     Parameters
     ----------
     X : array-like of shape (N, d)
-        Features (Phi in THEORY.md).
+        Features (Phi in theory-derivation.md).
     name, where : str
         Used in error messages: ``X_train in data.npz``.
     """

@@ -1,12 +1,12 @@
 """Feature files, the bundled BANKING77 embeddings and scikit-learn's digits.
 
 A feature file is an ``.npz`` archive (loaded with ``allow_pickle=False``; a file
-we did not write never runs code) with the keys of SPEC.md:
+we did not write never runs code) with the keys of spec.md:
 
 =============  ==================  =======================================
 key            shape / dtype       meaning
 =============  ==================  =======================================
-X_train        (N, d) float        features (Phi in THEORY.md)
+X_train        (N, d) float        features (Phi in theory-derivation.md)
 y_train        (N,) int or str     labels as given (clean or already noisy)
 X_test         (M, d) float        optional, needed for test accuracy
 y_test         (M,) int or str     optional, with X_test
@@ -163,7 +163,7 @@ def _encode_labels(
     The classes are the sorted distinct values of ``y_train`` and ``y_train_clean``
     (integers or strings), named by their values as text; labels become indices
     ``0..K-1`` into them. Integer labels ``0..K-1`` all present map to themselves, so
-    a file in the SPEC's format loads as before. ``y_test`` must use the same values.
+    a file in spec.md's format loads as before. ``y_test`` must use the same values.
     """
     kinds = {k: v.dtype.kind == "U" for k, v in raw.items()}
     if len(set(kinds.values())) > 1:
@@ -269,7 +269,7 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str)
 
 
 def load_features(path: str | Path) -> Dataset:
-    """Load and validate a feature file (SPEC.md format).
+    """Load and validate a feature file (spec.md format).
 
     Parameters
     ----------

@@ -61,7 +61,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (K,)
     n_features_in_ : int
     coef_ : ndarray of shape (K, d)
-        Weights of the predicting model (W in THEORY.md).
+        Weights of the predicting model (W in theory-derivation.md).
     lam_ : float
         The lam used (chosen one for ``lam="auto"``).
     selected_ : str
@@ -92,7 +92,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    THEORY.md §1-3: each student's outputs are its targets averaged over instances with
+    theory-derivation.md §1-3: each student's outputs are its targets averaged over instances with
     correlated features; averaging removes instance-specific label noise first.
 
     Examples

@@ -1,4 +1,4 @@
-"""Label-corruption models (THEORY.md §5).
+"""Label-corruption models (theory-derivation.md §5).
 
 Every model is a row-stochastic transition matrix ``T`` (K, K) with
 ``T[k, j] = P(given label j | true label k)``:

@@ -1,4 +1,4 @@
-"""Fit one L2-regularised linear softmax model on soft targets (THEORY.md §1).
+"""Fit one L2-regularised linear softmax model on soft targets (theory-derivation.md §1).
 
 Minimise over ``W`` (K, d)
 
@@ -557,9 +557,9 @@ def fit_softmax(
     Parameters
     ----------
     X : array-like of shape (N, d)
-        Features (Phi in THEORY.md).
+        Features (Phi in theory-derivation.md).
     targets : array-like of shape (N, K) or (N,)
-        Soft targets with rows summing to 1 (Y in THEORY.md), or integer labels.
+        Soft targets with rows summing to 1 (Y in theory-derivation.md), or integer labels.
     lam : float, default=1e-5
         L2 strength; the objective is ``(1/N) sum_i CE + (lam/2) ||W||^2``.
     q : float, default=0.0

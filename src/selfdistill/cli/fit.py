@@ -20,7 +20,7 @@ from ._common import (
 
 
 def models_table(record: dict, title: str = "") -> Table:
-    """Rich table of a SPEC result record (one row per model, selected marked)."""
+    """Rich table of a spec.md result record (one row per model, selected marked)."""
     table = Table(title=title or None, title_justify="left")
     for col in ("model", "test acc %", "train acc (true) %", "noisy-subset acc %",
                 "cv acc (given) %", "iters", "seconds"):
@@ -50,7 +50,7 @@ def _csv(text: str) -> str:
 
 @app.command()
 def fit(
-    features: Path = typer.Argument(..., help="Feature file (.npz, SPEC format)."),
+    features: Path = typer.Argument(..., help="Feature file (.npz, see docs/spec.md)."),
     noise: str = typer.Option("none", help="none, KIND:RATE (sym, asym, cc) or matrix:PATH.npy"),
     noise_seed: int = typer.Option(0, help="Seed of the noise draw."),
     lam: str = typer.Option("1e-5", help="L2 strength, or 'auto' (CV on the given labels)."),

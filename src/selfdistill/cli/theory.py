@@ -1,4 +1,4 @@
-"""``selfdistill theory``: THEORY.md's block-model claims, checked in one command."""
+"""``selfdistill theory``: theory-derivation.md's block-model claims, checked in one command."""
 
 from __future__ import annotations
 
@@ -109,17 +109,18 @@ def theory(
     lam: float = typer.Option(1e-4, "--lam", help="L2 strength (> 0)."),
     rounds: int = typer.Option(None, "--rounds",
                                help="SD rounds after the teacher; rounds 1..R+1 are reported "
-                                    "(round 1 = teacher = THEORY's P_1, round t = sd-(t-1)). "
+                                    "(round 1 = teacher = P_1 of "
+                                    "docs/theory-derivation.md, round t = sd-(t-1)). "
                                     "Default 10 (30 for --view lams)."),
     solver: str = typer.Option(None, "--solver",
                                help="How 'measured' is computed: exact (softmax fixed points "
                                     "with the product's solver) or linear (thin-SVD "
-                                    "linearisation, THEORY §2; closed form for --view "
-                                    "population). Default exact (linear for --view "
+                                    "linearisation, docs/theory-derivation.md §2; closed form "
+                                    "for --view population). Default exact (linear for --view "
                                     "population: 20 draws x 13 rates)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise draw."),
     view: str = typer.Option("rounds", "--view",
-                             help="rounds: one draw, accuracy per round (SPEC JSON); "
+                             help="rounds: one draw, accuracy per round (JSON of docs/spec.md); "
                                   "population: mean over --seeds draws vs noise rate (--etas); "
                                   "lams: accuracy vs round for several --lams (diminishing "
                                   "returns)."),
@@ -135,7 +136,7 @@ def theory(
     plot: Path = typer.Option(None, "--plot", help="Write the figure (PNG) here."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Block model of THEORY.md §3: measured vs predicted accuracy per SD round, PLL.
+    """Block model (docs/theory-derivation.md §3): measured vs predicted accuracy per round, PLL.
 
     Default view: one noisy draw; per round t (1 = teacher) the train accuracy of the
     chosen solver and of the closed form, the plurality gap, t* and the predicted minimum

@@ -1,4 +1,4 @@
-"""One experiment: dataset -> noise -> teacher/SD/PLL fits -> SPEC result record.
+"""One experiment: dataset -> noise -> teacher/SD/PLL fits -> spec.md result record.
 
 This is the single place where a grid point is computed; ``selfdistill fit``,
 ``selfdistill demo`` and sweeps all call :func:`run_experiment`.
@@ -34,7 +34,7 @@ def evaluate_models(
     y_given: np.ndarray,
     y_clean: np.ndarray | None,
 ) -> list[dict[str, Any]]:
-    """SPEC ``models`` records: test accuracy, clean train accuracy, noisy-subset accuracy.
+    """spec.md ``models`` records: test accuracy, clean train accuracy, noisy-subset accuracy.
 
     ``noisy_subset_acc`` is the accuracy against the clean labels on the training rows
     whose given label is wrong (how many wrong labels the model fixed); ``None``
@@ -99,7 +99,7 @@ def run_experiment(
     return_fits: bool = False,
     return_cv: bool = False,
 ) -> dict[str, Any]:
-    """Run one grid point and return the SPEC ``fit --json`` record.
+    """Run one grid point and return the spec.md ``fit --json`` record.
 
     Parameters
     ----------
