@@ -289,3 +289,10 @@ def test_noise_matrix_reader_leaves_no_file_open(tmp_path, content):
             raise AssertionError("a bad noise matrix was read")
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_version_flag_prints_the_version(capsys):
+    from selfdistill import __version__
+
+    code, out, err = cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"selfdistill {__version__}" and not err
