@@ -296,3 +296,19 @@ def test_version_flag_prints_the_version(capsys):
 
     code, out, err = cli(capsys, "--version")
     assert code == 0 and out.strip() == f"selfdistill {__version__}" and not err
+
+
+def test_warnings_are_one_clean_line(capsys, tmp_path, digits):
+    # issue 16: raw Python warnings with file names and source lines reached the screen;
+    # features scaled by 1e4 make the PLL student hit its iteration cap
+    import warnings
+
+    path = tmp_path / "scaled.npz"
+    np.savez(path, X_train=digits.X_train[:300] * 1e4, y_train=digits.y_train[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, _, err = cli(capsys, "fit", path, "--rounds", "0", "--no-select", "--quiet")
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("warning: ") for ln in lines), err
+    assert "did not converge" in err and ".py:" not in err and "warnings.warn" not in err

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,12 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
         yield update
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: one clean line on stderr."""
+    text = " ".join(str(message).split())
+    error_console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
@@ -166,10 +173,12 @@ def guard() -> Iterator[None]:
 
     The block's outputs are one :func:`~selfdistill._io.output_batch`: each file written
     through the atomic writers appears when the block succeeds, all together, or none
-    does.
+    does. Python warnings raised inside (a fit that hit its iteration cap) are shown as
+    one ``warning: <message>`` line on stderr, without Python's source-line dump.
     """
     try:
-        with output_batch():
+        with warnings.catch_warnings(), output_batch():
+            warnings.showwarning = _warning_line
             yield
     except SelfDistillError as exc:
         fail(str(exc))
