@@ -312,3 +312,19 @@ def test_warnings_are_one_clean_line(capsys, tmp_path, digits):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines and all(ln.startswith("warning: ") for ln in lines), err
     assert "did not converge" in err and ".py:" not in err and "warnings.warn" not in err
+
+
+def test_fit_says_how_many_rows_were_flagged_and_where_files_went(capsys, tmp_path, small_npz):
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                          "--rounds", "0", "--no-select", "--json", out, "--issues", issues,
+                          "--quiet")
+    n = json.loads(out.read_text())["n_label_issues"]
+    n_rows = len(issues.read_text().splitlines()) - 1
+    assert code == 0 and n == n_rows > 0
+    assert f"{n} training rows flagged as likely label errors\n" in stdout
+    assert f"likely label errors: {issues}" in stdout and f"result record: {out}" in stdout
+    code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                          "--rounds", "0", "--no-select", "--quiet")
+    assert f"{n} training rows flagged as likely label errors (list them with --issues" \
+        in stdout

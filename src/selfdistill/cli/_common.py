@@ -19,7 +19,7 @@ from .._validation import LAM_RANGE, check_lam, check_rate
 from ._app import error_console, fail
 
 __all__ = ["parse_noise", "parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
-           "check_distinct_paths"]
+           "check_distinct_paths", "fit_summary"]
 
 
 def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
@@ -125,6 +125,25 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
             prog.update(task, completed=done, total=total, description=desc)
 
         yield update
+
+
+def fit_summary(n_flagged: int, outputs: dict[str, Path | None]) -> str:
+    """The lines ``fit`` prints after its table: rows flagged, and where each file went.
+
+    Parameters
+    ----------
+    n_flagged : int
+        Training rows the selected model flags as likely label errors.
+    outputs : dict
+        What each output holds (``"likely label errors"``) -> its path, or ``None`` when
+        not asked for.
+    """
+    rows = "row" if n_flagged == 1 else "rows"
+    lines = [f"{n_flagged} training {rows} flagged as likely label errors"
+             + ("" if outputs.get("likely label errors") or not n_flagged
+                else " (list them with --issues FILE.csv)")]
+    lines += [f"{what}: {path}" for what, path in outputs.items() if path is not None]
+    return "\n".join(lines)
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

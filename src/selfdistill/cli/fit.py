@@ -10,6 +10,7 @@ from rich.table import Table
 from ._app import app, console
 from ._common import (
     check_distinct_paths,
+    fit_summary,
     fmt_pct,
     guard,
     parse_lam,
@@ -112,3 +113,6 @@ def fit(
              f"noise {n['kind']} {n['realized_rate']:.3f} (seed {n['seed']}), "
              f"lam={record['lam']:g}; * = selected")
     console.print(models_table(record, title))
+    console.print(fit_summary(record["n_label_issues"], {"likely label errors": issues,
+                                                        "result record": json_out}),
+                  markup=False, highlight=False, soft_wrap=True)
