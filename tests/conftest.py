@@ -1,4 +1,4 @@
-"""Shared tiny, seeded data: THEORY.md §3 block features, digits, a small feature file."""
+"""Shared tiny, seeded data: block features (theory-derivation.md §3), digits, a feature file."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from selfdistill.datasets import Dataset, load_digits_dataset
 
 
 def block_features(K: int = 4, n: int = 30, c: float = 0.4, d: float = 0.1) -> tuple:
-    """phi_i = sqrt(1-c) e_i + sqrt(c-d) e_class(i) + sqrt(d) e_0 (THEORY.md §3)."""
+    """phi_i = sqrt(1-c) e_i + sqrt(c-d) e_class(i) + sqrt(d) e_0 (theory-derivation.md §3)."""
     N = K * n
     y = np.repeat(np.arange(K), n)
     Phi = np.zeros((N, N + K + 1))

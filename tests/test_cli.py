@@ -1,9 +1,12 @@
 """Command line: fit and demo outputs, and bad input -> one `error:` line, exit 2, no files."""
 
 import csv
+import errno
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,7 +89,11 @@ BAD_ARGS = {
     "rate -0.1": (["fit", "{npz}", "--noise", "sym:-0.1"], "[0, 1)"),
     "unknown kind": (["fit", "{npz}", "--noise", "gauss:0.1"], "unknown noise kind"),
     "no rate": (["fit", "{npz}", "--noise", "sym"], "KIND:RATE"),
-    "bad lam": (["fit", "{npz}", "--lam", "-3"], "(0, inf)"),
+    "bad lam": (["fit", "{npz}", "--lam", "-3"], "[1e-12, 10000]"),
+    "lam 1e300": (["fit", "{npz}", "--lam", "1e300"], "--lam must be in [1e-12, 10000]"),
+    "lam 1e-300": (["fit", "{npz}", "--lam", "1e-300"], "--lam must be in [1e-12, 10000]"),
+    "theory lam": (["theory", "--lam", "1e300", "--json", "{tmp}/no/such/out.json"],
+                   "--lam must be in [1e-12, 10000]"),
     "lam text": (["fit", "{npz}", "--lam", "big"], "auto"),
     "rounds": (["fit", "{npz}", "--rounds", "-1"], "rounds"),
     "option": (["fit", "{npz}", "--frobnicate"], "frobnicate"),
@@ -104,7 +111,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, small_npz, case):
     args, match = BAD_ARGS[case]
     args = [a.format(tmp=tmp_path, npz=small_npz) for a in args]
     fast = [] if "--lam" in args else ["--lam", "1e-3"]
-    fast += [] if "--rounds" in args else ["--rounds", "0", "--no-select"]
+    fast += [] if "--rounds" in args or args[0] != "fit" else ["--rounds", "0", "--no-select"]
     code, out, err = cli(capsys, *args, *fast, "--quiet")
     check_error(code, err, tmp_path / "no" / "such" / "out.json")
     assert match in err
@@ -151,3 +158,178 @@ def test_demo_quick_writes_report(capsys, tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert len(rows) == 3 * 6
     assert "teacher" in stdout
+
+
+def test_fit_non_contiguous_labels_equal_contiguous_ones(capsys, tmp_path, digits):
+    # issue 16 bug 1: {3, 7, 100} used to become K=101 with a 101 x 101 noise matrix
+    keep, keep_t = digits.y_train[:600] < 3, digits.y_test[:200] < 3
+    X, y = digits.X_train[:600][keep], digits.y_train[:600][keep]
+    Xt, yt = digits.X_test[:200][keep_t], digits.y_test[:200][keep_t]
+    codes = np.array([3, 7, 100])
+    recs = []
+    for name, f in (("contig", lambda v: v), ("noncontig", lambda v: codes[v])):
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, X_train=X, y_train=f(y), X_test=Xt, y_test=f(yt))
+        out = tmp_path / f"{name}.json"
+        code, stdout, _ = cli(capsys, "fit", path, "--noise", "sym:0.3", "--lam", "1e-3",
+                              "--rounds", "1", "--no-select", "--json", out, "--quiet")
+        assert code == 0
+        recs.append(json.loads(out.read_text()))
+    assert recs[1]["n_classes"] == 3 and "K=3" in stdout
+    assert [m["test_acc"] for m in recs[1]["models"]] == \
+        [m["test_acc"] for m in recs[0]["models"]]
+
+
+SAME_PATH = {
+    "json is the input": (["--json", "{npz}"], "--json {npz} is the same file as FEATURES"),
+    "issues is the input": (["--issues", "{npz}"], "--issues {npz} is the same file as FEATURES"),
+    "json and issues one file": (["--issues", "{tmp}/same.out", "--json", "{tmp}/same.out"],
+                                 "--json {tmp}/same.out is the same file as --issues"),
+    "json via another spelling": (["--json", "{tmp}/./sub/../small.npz"],
+                                  "is the same file as FEATURES"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_PATH))
+def test_output_equal_to_an_input_or_output_is_refused(capsys, tmp_path, small_npz, case):
+    # issue 16 bug 2: `fit in.npz --json in.npz` replaced the features with JSON
+    (tmp_path / "sub").mkdir()
+    before = (tmp_path / "small.npz").read_bytes()
+    args, match = SAME_PATH[case]
+    args = [a.format(tmp=tmp_path, npz=small_npz) for a in args]
+    code, _, err = cli(capsys, "fit", small_npz, *args, "--lam", "1e-3", "--rounds", "0",
+                       "--no-select", "--quiet")
+    check_error(code, err, tmp_path / "same.out")
+    assert match.format(tmp=tmp_path, npz=small_npz) in err
+    assert (tmp_path / "small.npz").read_bytes() == before
+
+
+def test_hard_link_to_the_input_is_the_same_file(capsys, tmp_path, small_npz):
+    link = tmp_path / "link.json"
+    os.link(small_npz, link)
+    code, _, err = cli(capsys, "fit", small_npz, "--json", link, "--rounds", "0", "--quiet")
+    assert code == 2 and "same file as FEATURES" in err
+
+
+def _enospc_on(name, monkeypatch):
+    """Make writing the temp file of output ``name`` fail as a full disk does."""
+    real = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if self.name.startswith(f".{name}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_full_disk_commits_no_output_and_names_the_path(capsys, tmp_path, small_npz,
+                                                        monkeypatch):
+    # issue 16 bug 3: issues.csv was left complete, out.json missing, no path named
+    _enospc_on("out.json", monkeypatch)
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    code, _, err = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                       "--rounds", "0", "--no-select", "--json", out, "--issues", issues,
+                       "--quiet")
+    check_error(code, err, out, issues)
+    assert f"error: cannot write {out}: No space left on device" in err
+
+
+def test_outputs_replace_old_ones_together(capsys, tmp_path, small_npz, monkeypatch):
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    out.write_text("old json")
+    issues.write_text("old csv")
+    _enospc_on("out.json", monkeypatch)
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--rounds", "0",
+                       "--no-select", "--json", out, "--issues", issues, "--quiet")
+    assert code == 2 and out.read_text() == "old json" and issues.read_text() == "old csv"
+
+
+def test_real_full_tmpfs(capsys, tmp_path, small_npz):
+    """The issue's reproduction on a real 1 MB tmpfs (needs root; skipped otherwise)."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs",
+                                            str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        (mnt / "filler").write_bytes(b"x" * (free - 2 * 4096))  # issues.csv fits, out.json not
+        out, issues = mnt / "out.json", mnt / "issues.csv"
+        code, _, err = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                           "--rounds", "1", "--no-select", "--json", out, "--issues", issues,
+                           "--quiet")
+        check_error(code, err, out, issues)
+        assert "No space left on device" in err and str(mnt) in err
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 not a zip", None], ids=["fake-zip", "npz"])
+def test_noise_matrix_reader_leaves_no_file_open(tmp_path, content):
+    import gc
+    import warnings
+
+    from selfdistill import SelfDistillError
+    from selfdistill.noise import NoiseSpec
+
+    path = tmp_path / "T.npy"
+    if content is None:
+        with open(path, "wb") as fh:
+            np.savez(fh, T=np.eye(3))
+    else:
+        path.write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            NoiseSpec.parse(f"matrix:{path}")
+        except SelfDistillError as exc:
+            assert "noise matrix" in str(exc)
+        else:
+            raise AssertionError("a bad noise matrix was read")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_version_flag_prints_the_version(capsys):
+    from selfdistill import __version__
+
+    code, out, err = cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"selfdistill {__version__}" and not err
+
+
+def test_warnings_are_one_clean_line(capsys, tmp_path, digits):
+    # issue 16: raw Python warnings with file names and source lines reached the screen;
+    # features scaled by 1e4 make the PLL student hit its iteration cap
+    import warnings
+
+    path = tmp_path / "scaled.npz"
+    np.savez(path, X_train=digits.X_train[:300] * 1e4, y_train=digits.y_train[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, _, err = cli(capsys, "fit", path, "--rounds", "0", "--no-select", "--quiet")
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(ln.startswith("warning: ") for ln in lines), err
+    assert "did not converge" in err and ".py:" not in err and "warnings.warn" not in err
+
+
+def test_fit_says_how_many_rows_were_flagged_and_where_files_went(capsys, tmp_path, small_npz):
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                          "--rounds", "0", "--no-select", "--json", out, "--issues", issues,
+                          "--quiet")
+    n = json.loads(out.read_text())["n_label_issues"]
+    n_rows = len(issues.read_text().splitlines()) - 1
+    assert code == 0 and n == n_rows > 0
+    assert f"{n} training rows flagged as likely label errors\n" in stdout
+    assert f"likely label errors: {issues}" in stdout and f"result record: {out}" in stdout
+    # with selection on, the cross-validation's out-of-fold probabilities give the flags
+    code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                          "--rounds", "0", "--quiet")
+    assert f"{n} training rows flagged as likely label errors (list them with --issues" \
+        in stdout
+    # no cross-validation at all: no out-of-fold probabilities, so no flags (never in-sample)
+    code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
+                          "--rounds", "0", "--no-select", "--quiet")
+    assert "label errors not searched" in stdout and "flagged" not in stdout

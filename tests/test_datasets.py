@@ -1,6 +1,8 @@
 """Feature files: valid ones load, hostile ones are refused with a message naming the problem."""
 
+import gc
 import io
+import warnings
 import zipfile
 
 import numpy as np
@@ -51,7 +53,9 @@ BAD_CASES = {
     "inf": (lambda b: {**b, "X_train": np.full((50, 64), np.inf)}, "NaN or inf"),
     "empty": (lambda b: {"X_train": np.zeros((0, 64)), "y_train": np.zeros(0, int)}, "empty"),
     "one class": (lambda b: {**b, "y_train": np.zeros(50, int)}, "at least 2 classes"),
-    "negative label": (lambda b: {**b, "y_train": b["y_train"] - 1}, r"must lie in"),
+    "negative label with classes": (lambda b: {**b, "y_train": b["y_train"] - 1,
+                                               "classes": np.array(list("abcdefghij"))},
+                                    r"must lie in"),
     "label >= K": (lambda b: {**b, "classes": np.array(["a", "b"])}, r"must lie in \[0, 1\]"),
     "float labels": (lambda b: {**b, "y_train": b["y_train"] + 0.5}, "integer"),
     "test without labels": (lambda b: {**b, "X_test": b["X_train"]}, "both X_test and y_test"),
@@ -113,3 +117,76 @@ def test_corrupt_member_is_refused(tmp_path):
     path.write_bytes(buf.getvalue())
     with pytest.raises(SelfDistillError):
         load_features(path)
+
+
+def test_non_contiguous_labels_are_encoded_not_padded(tmp_path, digits):
+    # issue 16 bug 1: labels {3, 7, 100} are three classes, not 101
+    keep = digits.y_train < 3
+    keep_t = digits.y_test < 3
+    codes = np.array([3, 7, 100])
+    path = write_npz(tmp_path / "nc.npz", X_train=digits.X_train[keep],
+                     y_train=codes[digits.y_train[keep]], X_test=digits.X_test[keep_t],
+                     y_test=codes[digits.y_test[keep_t]],
+                     y_train_clean=codes[digits.y_train[keep]])
+    ds = load_features(path)
+    assert ds.n_classes == 3 and list(ds.classes) == ["3", "7", "100"]
+    np.testing.assert_array_equal(ds.y_train, digits.y_train[keep])
+    np.testing.assert_array_equal(ds.y_test, digits.y_test[keep_t])
+    np.testing.assert_array_equal(ds.y_train_clean, digits.y_train[keep])
+
+
+def test_negative_labels_are_encoded_in_sorted_order(tmp_path, digits):
+    path = write_npz(tmp_path / "neg.npz", X_train=digits.X_train[:50],
+                     y_train=digits.y_train[:50] - 5)
+    ds = load_features(path)
+    assert list(ds.classes) == [str(k) for k in range(-5, 5)]
+    np.testing.assert_array_equal(ds.y_train, digits.y_train[:50])
+
+
+def test_test_label_unseen_in_training_is_refused(tmp_path, digits):
+    y = np.where(digits.y_train[:50] == 7, 8, digits.y_train[:50])  # no 7 in training
+    path = write_npz(tmp_path / "unseen.npz", X_train=digits.X_train[:50], y_train=y,
+                     X_test=digits.X_test[:50], y_test=digits.y_test[:50])
+    with pytest.raises(SelfDistillError, match=r"y_test .* 7 .*not among"):
+        load_features(path)
+
+
+def test_text_labels_are_encoded_or_mapped_through_classes(tmp_path, digits):
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])
+    y, yt = digits.y_train[:80], digits.y_test[:40]
+    path = write_npz(tmp_path / "text.npz", X_train=digits.X_train[:80], y_train=names[y],
+                     X_test=digits.X_test[:40], y_test=names[yt])
+    ds = load_features(path)
+    assert list(ds.classes) == sorted(names)
+    np.testing.assert_array_equal(ds.classes[ds.y_train], names[y])
+    np.testing.assert_array_equal(ds.classes[ds.y_test], names[yt])
+    with_classes = write_npz(tmp_path / "named.npz", X_train=digits.X_train[:80],
+                             y_train=names[y], classes=names)
+    ds = load_features(with_classes)
+    assert list(ds.classes) == list(names)
+    np.testing.assert_array_equal(ds.y_train, y)
+    bad = write_npz(tmp_path / "bad.npz", X_train=digits.X_train[:80],
+                    y_train=np.where(y == 3, "drei", names[y]), classes=names)
+    with pytest.raises(SelfDistillError, match="'drei' not in its classes"):
+        load_features(bad)
+    mixed = write_npz(tmp_path / "mixed.npz", X_train=digits.X_train[:80], y_train=y,
+                      X_test=digits.X_test[:40], y_test=names[yt])
+    with pytest.raises(SelfDistillError, match="mix text"):
+        load_features(mixed)
+
+
+def test_pk_prefixed_non_zip_leaves_no_file_open(tmp_path):
+    # issue 16 bug 7: np.load kept the file open when the zip reader failed
+    path = tmp_path / "fake.npz"
+    path.write_bytes(b"PK\x03\x04" + b"not a zip archive at all" * 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            load_features(path)
+        except SelfDistillError as exc:
+            assert "not a readable .npz" in str(exc)
+        else:
+            raise AssertionError("a fake zip loaded")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

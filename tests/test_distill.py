@@ -35,7 +35,7 @@ def test_names_and_all_converged(noisy_run):
 
 
 def test_sd_beats_the_teacher_under_noise(noisy_run, digits):
-    """THEORY.md §2: averaging removes instance-specific noise (measured: +2 to +17 points)."""
+    """theory-derivation.md §2: averaging removes instance-specific noise (+2 to +17 points)."""
     rate, _, fits = noisy_run
     accs = {f.name: test_acc(f, digits) for f in fits}
     best_sd = max(v for k, v in accs.items() if k.startswith("sd-"))
@@ -45,7 +45,7 @@ def test_sd_beats_the_teacher_under_noise(noisy_run, digits):
 
 
 def test_stationarity_lam_W_equals_label_average(noisy_run, digits):
-    """THEORY.md §1: at the minimiser lam W = (1/N) (Y - P)^T Phi, for every round.
+    """theory-derivation.md §1: at the minimiser lam W = (1/N) (Y - P)^T Phi, for every round.
 
     Recomputed here independently of the solver, to its tolerance (1e-6 of the
     gradient norm at W = 0).
@@ -67,7 +67,7 @@ def test_students_are_warm_started_and_cheaper(noisy_run):
 
 
 def test_clean_labels_sd_declines_slowly(digits):
-    """Without noise, more rounds only average away signal (THEORY.md §2)."""
+    """Without noise, more rounds only average away signal (theory-derivation.md §2)."""
     fits = self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=4, pll=False)
     accs = [test_acc(f, digits) for f in fits]
     assert accs[-1] <= accs[0] + 0.005

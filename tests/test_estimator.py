@@ -68,3 +68,13 @@ def test_errors_name_the_parameter(digits):
         SelfDistillationClassifier().predict(digits.X_test)
     with pytest.raises(ValueError, match="only one class"):
         SelfDistillationClassifier().fit(digits.X_train[:5], np.zeros(5))
+
+
+@pytest.mark.parametrize("lam", [1e300, 1e-300])
+def test_lam_outside_its_range_is_refused(digits, lam):
+    # issue 16 bug 4: lam=1e300 crashed in the line search, 1e-300 ran 0 iterations
+    with pytest.raises(ValueError, match=r"'lam' parameter .* range \[1e-12, 10000"):
+        SelfDistillationClassifier(lam=lam).fit(digits.X_train[:60], digits.y_train[:60])
+    with pytest.raises(ValueError, match=r"lam_grid entry must be in \[1e-12, 10000\]"):
+        SelfDistillationClassifier(lam="auto", lam_grid=(1e-4, lam)).fit(
+            digits.X_train[:60], digits.y_train[:60])

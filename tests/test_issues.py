@@ -74,7 +74,7 @@ def test_out_of_fold_issues_find_the_corrupted_rows(noisy):
 
 
 def test_out_of_fold_beats_in_sample_when_the_teacher_memorises(block):
-    """THEORY.md §3 block features (rank N): at small lam the teacher fits every wrong
+    """theory-derivation.md §3 block features (rank N): at small lam the teacher fits every wrong
     label, so in-sample it vouches for all of them; out-of-fold, the neighbours speak."""
     X, y_clean = block
     y, _ = make_noisy_labels(y_clean, kind="sym", rate=0.4, n_classes=4, seed=0)

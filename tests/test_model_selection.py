@@ -44,7 +44,7 @@ def test_cv_proxy_picks_a_good_lam_and_model(noisy_digits, selection):
 
 def test_lam_selection_record(selection):
     rec = selection.to_dict()
-    assert {"method", "candidates", "scores"} <= set(rec)  # SPEC keys
+    assert {"method", "candidates", "scores"} <= set(rec)  # spec.md keys
     assert rec["candidates"] == list(LAMS)
     assert len(rec["scores"]) == len(LAMS) and all(0 <= s <= 1 for s in rec["scores"])
     assert rec["models"] == ["teacher", "sd-1", "pll"]

@@ -190,3 +190,41 @@ def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     nonwhite = (img < 0.95).any(axis=2).mean()
     colour = (img.max(axis=2) - img.min(axis=2) > 0.3).mean()
     assert nonwhite > 0.05 and colour > 0.005, (nonwhite, colour)
+
+
+@pytest.fixture()
+def read_only_copy(sweep_dir, tmp_path):
+    """A copy of the sweep folder that cannot be written (a read-only bind mount as root)."""
+    import os
+
+    folder = tmp_path / "ro"
+    shutil.copytree(sweep_dir, folder)
+    for old in [folder / "report.html", *folder.glob("*.png")]:  # other tests' reports
+        old.unlink(missing_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)],
+                             capture_output=True).returncode == 0
+    if not mounted or subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)],
+                                     capture_output=True).returncode:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=False)
+        pytest.skip("root without mount: cannot make a read-only folder")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_report_on_read_only_folder_says_the_folder(read_only_copy):
+    # issue 16 bug 5: it said the database was unreadable
+    res = runner.invoke(app, ["report", str(read_only_copy)])
+    assert res.exit_code == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in res.output
+    assert err[0].startswith(f"error: cannot write the report into {read_only_copy}: ")
+    assert "database" not in err[0]
+    assert not (read_only_copy / "report.html").exists()

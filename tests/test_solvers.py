@@ -169,3 +169,24 @@ def test_torch_missing_names_the_extra(monkeypatch):
     X = np.random.default_rng(0).normal(size=(10, 3))
     with pytest.raises(SelfDistillError, match=r"\[torch\]"):
         fit_softmax(X, np.arange(10) % 2, backend="torch")
+
+
+@pytest.mark.parametrize("args", [
+    (1.0, 0.0, -1.0, 1.0, 0.0, -1.0),   # collapsed bracket a == b
+    (0.0, 0.0, -1.0, 1.0, -1.0, -1.0),  # cubic denominator exactly 0
+    (1e-300, 0.0, -1e300, 2e-300, 1e300, 1e300),  # overflow in the interpolant
+])
+def test_cubic_min_never_divides_by_zero(args):
+    # issue 16 bug 4: `fit --lam 1e300` ended in ZeroDivisionError here
+    from selfdistill.solvers import _cubic_min
+
+    with np.errstate(all="raise"):
+        t = _cubic_min(*args)
+    a, b = args[0], args[3]
+    assert np.isfinite(t) and min(a, b) <= t <= max(a, b)
+
+
+@pytest.mark.parametrize("lam", [1e-300, 1e-13, 1e5, 1e300])
+def test_fit_softmax_refuses_lam_outside_its_range(digits, lam):
+    with pytest.raises(SelfDistillError, match=r"lam must be in \[1e-12, 10000\]"):
+        fit_softmax(digits.X_train[:50], digits.y_train[:50], lam=lam)

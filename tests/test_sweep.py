@@ -98,7 +98,7 @@ def test_config_points_dedupe_clean_and_resolve_paths(tiny):
     ("[grid]\ndatasets = ['digits']\nnoise = ['sym', 'pair']", ["grid.noise[1]", "'pair'"]),
     ("[grid]\ndatasets = ['digits']\nrates = [0.2, 1.0]", ["grid.rates[1]", "[0, 1)"]),
     ("[grid]\ndatasets = ['digits']\nrates = [-0.1]", ["grid.rates[0]"]),
-    ("[grid]\ndatasets = ['digits']\nlam = [0]", ["grid.lam[0]", "(0, inf)"]),
+    ("[grid]\ndatasets = ['digits']\nlam = [0]", ["grid.lam[0]", "[1e-12, 10000]"]),
     ("[grid]\ndatasets = ['nope.npz']", ["grid.datasets[0]", "not found"]),
     ("[grid]\ndatasets = ['mnist']", ["grid.datasets[0]", "unknown dataset"]),
     ("[grid]\nnoise = ['sym']", ["grid.datasets", "missing"]),

@@ -1,4 +1,4 @@
-"""THEORY.md in numbers: closed forms vs numpy, linearised vs exact, the four claims, CLI."""
+"""The derivation in numbers: closed forms vs numpy, linearised vs exact, the four claims, CLI."""
 
 from __future__ import annotations
 

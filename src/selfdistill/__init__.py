@@ -3,7 +3,7 @@
 A teacher is a linear softmax model with an L2 penalty, trained on the given (possibly
 wrong) labels of fixed features; students of the same form are trained on the teacher's
 soft outputs, round after round (SD), or once on its top-2 classes (PLL).
-THEORY.md's closed forms live in :mod:`selfdistill.theory`.
+theory-derivation.md's closed forms live in :mod:`selfdistill.theory`.
 
 Examples
 --------

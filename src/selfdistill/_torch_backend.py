@@ -4,7 +4,7 @@ Same contract as the numpy operations in :mod:`selfdistill.solvers` (``direction
 ``trial``, ``grad_change``, ``refresh``): float32 matmuls of differences on the device,
 float64 accumulators and element-wise loss, K x r results handed back as float64
 numpy arrays so the L-BFGS driver is shared. The loss mirrors
-:func:`selfdistill.losses.logit_loss_grad` (THEORY.md §1): CE gradient ``(P - T)/N``,
+:func:`selfdistill.losses.logit_loss_grad` (theory-derivation.md §1): CE gradient ``(P - T)/N``,
 GCE gradient ``(P * s - T * P^q)/N`` with ``s_i = sum_k T_ik P_ik^q``.
 
 Imported only when ``backend="torch"`` is asked for; torch comes with the ``[torch]``

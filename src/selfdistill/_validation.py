@@ -20,6 +20,8 @@ __all__ = [
     "check_targets",
     "check_rate",
     "check_positive",
+    "check_lam",
+    "LAM_RANGE",
     "check_transition_matrix",
 ]
 
@@ -34,7 +36,7 @@ def check_features(X: Any, *, name: str = "X", where: str | None = None) -> np.n
     Parameters
     ----------
     X : array-like of shape (N, d)
-        Features (Phi in THEORY.md).
+        Features (Phi in theory-derivation.md).
     name, where : str
         Used in error messages: ``X_train in data.npz``.
     """
@@ -138,6 +140,23 @@ def check_positive(value: Any, *, name: str) -> float:
     out = float(value)
     if not (np.isfinite(out) and out > 0):
         raise SelfDistillError(f"{name} must be in (0, inf), got {value}")
+    return out
+
+
+#: Accepted L2 strengths, closed interval. Below 1e-12 the penalty vanishes against
+#: float64 rounding of the loss (the solver stops at once, at chance accuracy); above
+#: 1e4 the weights are ~0 and the line search's steps underflow.
+LAM_RANGE = (1e-12, 1e4)
+
+
+def check_lam(value: Any, *, name: str = "lam") -> float:
+    """Return ``lam`` as a float in :data:`LAM_RANGE` (``[1e-12, 10000]``)."""
+    lo, hi = LAM_RANGE
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise SelfDistillError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
+    out = float(value)
+    if not (lo <= out <= hi):
+        raise SelfDistillError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g}")
     return out
 
 

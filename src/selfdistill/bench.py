@@ -3,7 +3,7 @@
 Times, in one run and on the same hard labels, :func:`~selfdistill.fit_softmax` (the
 teacher) and scikit-learn's ``LogisticRegression(solver="lbfgs", C=1/(N*lam),
 fit_intercept=False, tol=1e-8, max_iter=10000)``, whose objective is ours
-(THEORY.md §1: ``(1/N) sum_i CE + (lam/2) ||W||^2``, no bias). Both objectives are
+(theory-derivation.md §1: ``(1/N) sum_i CE + (lam/2) ||W||^2``, no bias). Both objectives are
 evaluated by the one shared function :func:`selfdistill.losses.objective` in float64.
 Then the full pipeline (teacher + SD rounds + PLL, basis included) is timed.
 """

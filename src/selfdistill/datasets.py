@@ -1,18 +1,24 @@
 """Feature files, the bundled BANKING77 embeddings and scikit-learn's digits.
 
 A feature file is an ``.npz`` archive (loaded with ``allow_pickle=False``; a file
-we did not write never runs code) with the keys of SPEC.md:
+we did not write never runs code) with the keys of spec.md:
 
 =============  ==================  =======================================
 key            shape / dtype       meaning
 =============  ==================  =======================================
-X_train        (N, d) float        features (Phi in THEORY.md)
-y_train        (N,) int 0..K-1     labels as given (clean or already noisy)
+X_train        (N, d) float        features (Phi in theory-derivation.md)
+y_train        (N,) int or str     labels as given (clean or already noisy)
 X_test         (M, d) float        optional, needed for test accuracy
-y_test         (M,) int            optional, with X_test
+y_test         (M,) int or str     optional, with X_test
 classes        (K,) str            optional class names
-y_train_clean  (N,) int            optional true labels of a noisy y_train
+y_train_clean  (N,) int or str     optional true labels of a noisy y_train
 =============  ==================  =======================================
+
+With ``classes``, integer labels are indices ``0..K-1`` into it and text labels are
+its names. Without it the classes are the sorted distinct values of ``y_train`` and
+``y_train_clean``, named by their values, as scikit-learn's estimators do: labels
+{3, 7, 100} are three classes "3", "7", "100", never 101 (labels ``0..K-1`` all present
+stay as they are).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class Dataset:
     ----------
     X_train : ndarray of shape (N, d)
     y_train : ndarray of shape (N,)
-        Labels as given, ints in ``0..K-1``.
+        Labels as given, ints in ``0..K-1`` (indices into ``classes``).
     X_test, y_test : ndarray or None
     classes : ndarray of shape (K,) of str
     y_train_clean : ndarray of shape (N,) or None
@@ -101,7 +107,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not magic.startswith(b"PK"):
         raise SelfDistillError(f"{where} is not a readable .npz file (not a zip archive)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # our own file object, closed by `with` on every path: np.load given a name
+        # leaks its handle when the zip reader fails on a "PK" file that is no zip
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
             if not isinstance(archive, np.lib.npyio.NpzFile):
                 raise SelfDistillError(f"{where} is a single .npy array, not an .npz archive")
             out = {}
@@ -124,6 +132,74 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                                ) from None
 
 
+def _raw_labels(y: np.ndarray, *, name: str, where: str) -> np.ndarray:
+    """A label array as it is in the file: 1-D int64 (integral numbers) or str."""
+    label = f"{name} in {where}"
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise SelfDistillError(f"{label} must be 1-D (N,), got shape {arr.shape}")
+    if arr.size == 0:
+        raise SelfDistillError(f"{label} is empty")
+    if arr.dtype.kind in "US":
+        try:  # bytes that are not ASCII do not decode
+            return arr.astype(str)
+        except (UnicodeError, SystemError, ValueError):
+            raise SelfDistillError(f"{label} holds labels that are not valid text") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise SelfDistillError(
+            f"{label} must hold integer or text labels, got dtype {arr.dtype}"
+        )
+    if arr.dtype.kind == "f" and (not np.all(np.isfinite(arr))
+                                  or np.any(arr != np.round(arr))):
+        raise SelfDistillError(f"{label} must hold integer labels, got non-integer floats")
+    return arr.astype(np.int64)
+
+
+def _encode_labels(
+    raw: dict[str, np.ndarray], *, where: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Classes and indices for a file without ``classes``, as the estimator does.
+
+    The classes are the sorted distinct values of ``y_train`` and ``y_train_clean``
+    (integers or strings), named by their values as text; labels become indices
+    ``0..K-1`` into them. Integer labels ``0..K-1`` all present map to themselves, so
+    a file in spec.md's format loads as before. ``y_test`` must use the same values.
+    """
+    kinds = {k: v.dtype.kind == "U" for k, v in raw.items()}
+    if len(set(kinds.values())) > 1:
+        text = ", ".join(k for k, is_text in kinds.items() if is_text)
+        raise SelfDistillError(
+            f"labels in {where} mix text ({text}) and numbers; use one kind for all"
+        )
+    train_keys = [k for k in ("y_train", "y_train_clean") if k in raw]
+    values = np.unique(np.concatenate([raw[k] for k in train_keys]))
+    encoded = {}
+    for key, arr in raw.items():
+        idx = np.clip(np.searchsorted(values, arr), 0, len(values) - 1)
+        unseen = arr[values[idx] != arr]
+        if unseen.size:
+            shown = ", ".join(str(v) for v in np.unique(unseen)[:5])
+            raise SelfDistillError(
+                f"{key} in {where} has label(s) {shown} not among the training labels "
+                f"(y_train, y_train_clean)"
+            )
+        encoded[key] = idx.astype(np.int64)
+    return np.array([str(v) for v in values.tolist()], dtype=str), encoded
+
+
+def _names_to_indices(y: np.ndarray, classes: np.ndarray, *, name: str,
+                      where: str) -> np.ndarray:
+    """Text labels -> indices into the file's ``classes``."""
+    lookup = {c: i for i, c in enumerate(classes.tolist())}
+    unknown = sorted({v for v in y.tolist() if v not in lookup})
+    if unknown:
+        raise SelfDistillError(
+            f"{name} in {where} has label(s) {', '.join(map(repr, unknown[:5]))} not in "
+            "its classes array"
+        )
+    return np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+
+
 def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str) -> Dataset:
     """Validate a dict of arrays with the feature-file keys into a :class:`Dataset`."""
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
@@ -140,7 +216,6 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str)
     X = check_features(arrays["X_train"], name="X_train", where=where)
     N, d = X.shape
     classes = arrays.get("classes")
-    K = None
     if classes is not None:
         classes = np.asarray(classes)
         if classes.ndim != 1 or classes.dtype.kind not in "UiS":
@@ -156,14 +231,22 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str)
             raise SelfDistillError(f"classes in {where} lists {K} class; at least 2 are needed")
         if len(set(names)) != K:
             raise SelfDistillError(f"classes in {where} has duplicate names")
-    y = check_labels(arrays["y_train"], n_samples=N, n_classes=K, name="y_train", where=where)
-    if K is None:
-        K = int(y.max()) + 1
-        classes = np.array([str(k) for k in range(K)])
+    label_keys = [k for k in ("y_train", "y_train_clean", "y_test") if k in arrays]
+    if "y_test" in arrays and "X_test" not in arrays:
+        label_keys.remove("y_test")  # refused below with the X_test/y_test message
+    raw = {k: _raw_labels(arrays[k], name=k, where=where) for k in label_keys}
+    if classes is None:
+        classes, encoded = _encode_labels(raw, where=where)
+    else:
+        encoded = {k: _names_to_indices(v, classes, name=k, where=where)
+                   if v.dtype.kind == "U" else v for k, v in raw.items()}
+    K = len(classes)
+    y = check_labels(encoded["y_train"], n_samples=N, n_classes=K, name="y_train", where=where)
     y_clean = None
-    if "y_train_clean" in arrays:
+    if "y_train_clean" in encoded:
         y_clean = check_labels(
-            arrays["y_train_clean"], n_samples=N, n_classes=K, name="y_train_clean", where=where
+            encoded["y_train_clean"], n_samples=N, n_classes=K, name="y_train_clean",
+            where=where,
         )
     X_test = y_test = None
     if ("X_test" in arrays) != ("y_test" in arrays):
@@ -175,7 +258,7 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str)
                 f"X_test in {where} has {X_test.shape[1]} columns but X_train has {d}"
             )
         y_test = check_labels(
-            arrays["y_test"],
+            encoded["y_test"],
             n_samples=X_test.shape[0],
             n_classes=K,
             name="y_test",
@@ -186,7 +269,7 @@ def dataset_from_arrays(arrays: dict[str, np.ndarray], *, where: str, name: str)
 
 
 def load_features(path: str | Path) -> Dataset:
-    """Load and validate a feature file (SPEC.md format).
+    """Load and validate a feature file (spec.md format).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Teacher -> self-distillation rounds -> partial-label (PLL) student (THEORY.md §1-3).
+"""Teacher -> self-distillation rounds -> partial-label (PLL) student (theory-derivation.md §1-3).
 
 * The **teacher** is fitted on the given labels ``Y_0`` (one-hot).
 * **SD round t** (``sd-t``) is fitted on the previous model's training outputs
@@ -12,7 +12,8 @@
     logits without limit; it is what the paper's PLL variant uses and it measured best
     at high noise on BANKING77.
   - ``"two-hot"``: cross-entropy on the target ``(e_k + e_l)/2``. Convex (an exact
-    fixed point, the object of THEORY.md §3's PLL claim) and slightly weaker on real data.
+    fixed point, the object of theory-derivation.md §3's PLL claim) and slightly weaker on
+    real data.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._validation import LAM_RANGE, check_lam
 from .distill import PLL_LOSSES, model_names, self_distill
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
@@ -31,7 +32,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    lam : float or "auto", default=1e-5
+    lam : float in [1e-12, 1e4] or "auto", default=1e-5
         L2 strength. ``"auto"`` picks it from ``lam_grid`` by ``cv``-fold cross-validation
         on the given (noisy) labels only (for the model ``mode`` names, or jointly with
         the model when ``mode="auto"``; see :mod:`selfdistill.model_selection`).
@@ -60,7 +61,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (K,)
     n_features_in_ : int
     coef_ : ndarray of shape (K, d)
-        Weights of the predicting model (W in THEORY.md).
+        Weights of the predicting model (W in theory-derivation.md).
     lam_ : float
         The lam used (chosen one for ``lam="auto"``).
     selected_ : str
@@ -91,7 +92,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    THEORY.md §1-3: each student's outputs are its targets averaged over instances with
+    theory-derivation.md §1-3: each student's outputs are its targets averaged over instances with
     correlated features; averaging removes instance-specific label noise first.
 
     Examples
@@ -108,7 +109,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "lam": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "lam": [Interval(Real, *LAM_RANGE, closed="both"), StrOptions({"auto"})],
         "rounds": [Interval(Integral, 0, None, closed="left")],
         "mode": [StrOptions(set(MODES))],
         "q": [Interval(Real, 0, 1, closed="both")],
@@ -175,7 +176,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         pll = mode in ("pll", "auto")
         self.cv_results_ = None
         if self.lam == "auto" or mode == "auto":
-            lams = list(self.lam_grid) if self.lam == "auto" else [float(self.lam)]
+            lams = ([check_lam(v, name="lam_grid entry") for v in self.lam_grid]
+                    if self.lam == "auto" else [float(self.lam)])
             names = model_names(rounds, pll)
             sel = cross_validate_pipeline(
                 X, y_enc, lams=lams, rounds=rounds, pll=pll, n_classes=K,

@@ -9,9 +9,9 @@ Use **out-of-fold** probabilities: row i scored by a model fitted without row i
 (:meth:`selfdistill.model_selection.CVSelection.oof_proba`, already computed when lam or
 the model is chosen by cross-validation). In-sample probabilities of a model that can
 memorise its labels (small lam, d comparable to N) agree with the noise, which then
-vouches for itself: on THEORY.md §3 block features at lam = 1e-4 the teacher flags none
+vouches for itself: on theory-derivation.md §3 block features at lam = 1e-4 the teacher flags none
 of its 48 wrong labels in-sample and all 48 out-of-fold. Out-of-fold, a wrong label can
-only be supported by its neighbours, which is the label-averaging argument of THEORY.md
+only be supported by its neighbours, which is the label-averaging argument of theory-derivation.md
 §1-3 and cleanlab's out-of-sample rule. Where the refined model does not memorise
 (BANKING77, lam = 1e-5, SD/PLL students) in-sample probabilities come from a model
 fitted on all rows and were measured as good or slightly better (docs/label_issues.md);

@@ -1,4 +1,4 @@
-"""Losses of one linear softmax model on soft targets (THEORY.md §1).
+"""Losses of one linear softmax model on soft targets (theory-derivation.md §1).
 
 Notation: ``X`` (N, d) is Phi, ``W`` (K, d) the model, ``Z = X W^T`` the logits,
 ``P = softmax(Z)`` row-wise, ``T`` (N, K) the targets (rows sum to 1). The objective is
@@ -130,7 +130,7 @@ def logit_hvp(P: np.ndarray, dZ: np.ndarray) -> np.ndarray:
 def loss_grad(
     W: np.ndarray, X: np.ndarray, T: np.ndarray, lam: float, q: float = 0.0
 ) -> tuple[float, np.ndarray]:
-    """Objective ``F(W)`` and gradient ``dF/dW`` (float64), THEORY.md §1.
+    """Objective ``F(W)`` and gradient ``dF/dW`` (float64), theory-derivation.md §1.
 
     Examples
     --------

@@ -13,7 +13,7 @@ features. For a model with clean accuracy ``a`` on the held-out rows
                    = eta / (K - 1) + a (1 - eta K / (K - 1)),
 
 an increasing affine function of ``a`` whenever ``eta < (K - 1) / K`` (the same edge as
-the plurality condition of THEORY.md §3). Ranking candidates by out-of-fold accuracy on
+the plurality condition of theory-derivation.md §3). Ranking candidates by out-of-fold accuracy on
 the noisy labels therefore ranks them by clean accuracy, only less sharply: differences
 shrink by the slope ``1 - eta K / (K - 1)`` (0.19 for K = 77, eta = 0.8) while the
 sampling error does not, so the proxy needs more rows as eta grows.
@@ -151,7 +151,7 @@ class CVSelection:
         return P
 
     def to_dict(self) -> dict:
-        """SPEC ``lam_selection`` record.
+        """spec.md ``lam_selection`` record.
 
         ``method``, ``candidates`` (the lams), ``scores`` (best model's out-of-fold
         accuracy on the given labels per lam), plus ``models``, ``scores_by_model``
@@ -430,7 +430,7 @@ class AutoSelection:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        """SPEC ``lam_selection`` record (``method``, ``candidates``, ``scores`` and more)."""
+        """spec.md ``lam_selection`` record (``method``, ``candidates``, ``scores`` and more)."""
         lams = sorted({p["lam"] for p in self.path})
         best = {lam: max(p["score"] for p in self.path if p["lam"] == lam) for lam in lams}
         return {

@@ -1,4 +1,4 @@
-"""Label-corruption models (THEORY.md §5).
+"""Label-corruption models (theory-derivation.md §5).
 
 Every model is a row-stochastic transition matrix ``T`` (K, K) with
 ``T[k, j] = P(given label j | true label k)``:
@@ -494,12 +494,13 @@ def _read_matrix(value: str) -> np.ndarray:
     path = Path(value)
     if not path.is_file():
         raise SelfDistillError(f"noise matrix file not found: {value}")
-    try:
-        T = np.load(path, allow_pickle=False)
+    try:  # our own file object, closed on every path (np.load leaks it on bad zips)
+        with open(path, "rb") as fh:
+            T = np.load(fh, allow_pickle=False)
+            if not isinstance(T, np.ndarray):
+                T.close()
     except Exception as exc:  # noqa: BLE001 - corrupt headers raise many kinds
         raise SelfDistillError(f"cannot read noise matrix {value}: {one_line(exc)}") from None
     if not isinstance(T, np.ndarray):
-        if hasattr(T, "close"):
-            T.close()
         raise SelfDistillError(f"noise matrix {value} must be a .npy array, not an archive")
     return T

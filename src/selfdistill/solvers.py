@@ -1,4 +1,4 @@
-"""Fit one L2-regularised linear softmax model on soft targets (THEORY.md §1).
+"""Fit one L2-regularised linear softmax model on soft targets (theory-derivation.md §1).
 
 Minimise over ``W`` (K, d)
 
@@ -51,7 +51,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
 from ._errors import SelfDistillError
-from ._validation import check_features, check_labels, check_positive, check_targets
+from ._validation import check_features, check_labels, check_lam, check_targets
 from .losses import logit_loss_grad
 
 __all__ = ["FitResult", "SpectralBasis", "fit_softmax", "one_hot", "STATUS_MESSAGES"]
@@ -416,27 +416,34 @@ def _cubic_min(a, fa, ga, b, fb, gb):
 
     An interpolant outside the middle 80% of the bracket is clamped to its edge, so a
     badly scaled first step (``fb`` many orders of magnitude above ``fa``) shrinks
-    tenfold per trial instead of halving.
+    tenfold per trial instead of halving. Arithmetic is in numpy float64 with warnings
+    off: a zero denominator or an overflow gives a non-finite interpolant and the
+    fallbacks below, never an exception; a bracket that has collapsed to one point
+    returns that point.
     """
+    a, fa, ga, b, fb, gb = (np.float64(v) for v in (a, fa, ga, b, fb, gb))
     lo, hi = min(a, b), max(a, b)
     width = hi - lo
+    if not (np.isfinite(width) and width > 0):
+        return float(a)
     t = np.nan
-    if np.isfinite(fb) and np.isfinite(gb):
-        d1 = ga + gb - 3 * (fa - fb) / (a - b)
-        disc = d1 * d1 - ga * gb
-        if disc >= 0:
-            d2 = np.sign(b - a) * np.sqrt(disc)
-            t = b - (b - a) * (gb + d2 - d1) / (gb - ga + 2 * d2)
-    if not np.isfinite(t) and np.isfinite(fb) and np.isfinite(ga):
-        # quadratic through (a, fa, ga) and (b, fb)
-        h = b - a
-        curv = fb - fa - ga * h
-        if curv > 0:
-            t = a - ga * h * h / (2 * curv)
-    if not np.isfinite(t):
-        # b undefined (overflow): step back hard towards a
-        return float(a + 0.1 * (b - a)) if np.isfinite(ga) else float(0.5 * (a + b))
-    return float(min(max(t, lo + 0.1 * width), hi - 0.1 * width))
+    with np.errstate(all="ignore"):
+        if np.isfinite(fb) and np.isfinite(gb):
+            d1 = ga + gb - 3 * (fa - fb) / (a - b)
+            disc = d1 * d1 - ga * gb
+            if disc >= 0:
+                d2 = np.sign(b - a) * np.sqrt(disc)
+                t = b - (b - a) * (gb + d2 - d1) / (gb - ga + 2 * d2)
+        if not np.isfinite(t) and np.isfinite(fb) and np.isfinite(ga):
+            # quadratic through (a, fa, ga) and (b, fb)
+            h = b - a
+            curv = fb - fa - ga * h
+            if curv > 0:
+                t = a - ga * h * h / (2 * curv)
+        if not np.isfinite(t):
+            # b undefined (overflow): step back hard towards a
+            return float(a + 0.1 * (b - a)) if np.isfinite(ga) else float(0.5 * (a + b))
+        return float(min(max(t, lo + 0.1 * width), hi - 0.1 * width))
 
 
 def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
@@ -550,9 +557,9 @@ def fit_softmax(
     Parameters
     ----------
     X : array-like of shape (N, d)
-        Features (Phi in THEORY.md).
+        Features (Phi in theory-derivation.md).
     targets : array-like of shape (N, K) or (N,)
-        Soft targets with rows summing to 1 (Y in THEORY.md), or integer labels.
+        Soft targets with rows summing to 1 (Y in theory-derivation.md), or integer labels.
     lam : float, default=1e-5
         L2 strength; the objective is ``(1/N) sum_i CE + (lam/2) ||W||^2``.
     q : float, default=0.0
@@ -603,7 +610,7 @@ def fit_softmax(
     t0 = time.perf_counter()
     if check_input:
         X = check_features(X)
-        lam = check_positive(lam, name="lam")
+        lam = check_lam(lam)
         t_arr = np.asarray(targets)
         if t_arr.ndim == 1:
             y = check_labels(t_arr, n_samples=X.shape[0], n_classes=n_classes, min_classes=1)

@@ -24,6 +24,22 @@ console = Console(highlight=False)
 error_console = Console(stderr=True, highlight=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        console.print(f"selfdistill {__version__}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
+) -> None:
+    """Self-distillation and partial-label refinement for learning from noisy labels."""
+
+
 def fail(message: str) -> NoReturn:
     """Print ``error: <message>`` as one line on stderr and exit with code 2."""
     line = " ".join(str(message).split())

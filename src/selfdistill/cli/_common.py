@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,24 +14,25 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError
-from .._io import write_text_atomic
+from .._io import output_batch, write_text_atomic
+from .._validation import LAM_RANGE, check_lam
 from ._app import error_console, fail
 
-__all__ = ["parse_lam", "write_json", "progress_bar", "guard", "fmt_pct"]
+__all__ = ["parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
+           "check_distinct_paths", "fit_summary"]
 
 
 def parse_lam(value: str) -> float | str:
-    """``auto`` or a positive float."""
+    """``auto`` or a number in :data:`~selfdistill._validation.LAM_RANGE`."""
     if value == "auto":
         return "auto"
+    lo, hi = LAM_RANGE
     try:
         lam = float(value)
     except ValueError:
-        raise SelfDistillError(f"--lam must be a number in (0, inf) or 'auto', got {value!r}") \
-            from None
-    if not (math.isfinite(lam) and lam > 0):
-        raise SelfDistillError(f"--lam must be in (0, inf), got {value}")
-    return lam
+        raise SelfDistillError(f"--lam must be a number in [{lo:g}, {hi:g}] or 'auto', "
+                               f"got {value!r}") from None
+    return check_lam(lam, name="--lam")
 
 
 def _jsonable(obj: Any) -> Any:
@@ -87,11 +89,79 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
         yield update
 
 
+def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None]) -> str:
+    """The lines ``fit`` prints after its table: rows flagged, and where each file went.
+
+    Parameters
+    ----------
+    n_flagged : int or None
+        Training rows flagged as likely label errors (None: not searched).
+    outputs : dict
+        What each output holds (``"likely label errors"``) -> its path, or ``None`` when
+        not asked for.
+    """
+    rows = "row" if n_flagged == 1 else "rows"
+    lines = [] if n_flagged is None else [
+        f"{n_flagged} training {rows} flagged as likely label errors"
+        + ("" if outputs.get("likely label errors") or not n_flagged
+           else " (list them with --issues FILE.csv)")]
+    lines += [f"{what}: {path}" for what, path in outputs.items() if path is not None]
+    return "\n".join(lines)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the command line: one clean line on stderr."""
+    text = " ".join(str(message).split())
+    error_console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:  # hard links and other spellings the resolver cannot see
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def check_distinct_paths(inputs: dict[str, Path | None],
+                         outputs: dict[str, Path | None]) -> None:
+    """Refuse an output that is one of the inputs or another output.
+
+    Parameters
+    ----------
+    inputs, outputs : dict
+        Option or argument name (``"FEATURES"``, ``"--json"``) -> path, or ``None`` when
+        not given. Paths are compared resolved (``./a/../x`` is ``x``, symlinks followed)
+        and by inode (hard links).
+
+    Raises
+    ------
+    SelfDistillError
+        ``--json in.npz is the same file as FEATURES in.npz; choose another path``.
+    """
+    seen = [(name, Path(p)) for name, p in inputs.items() if p is not None]
+    for name, path in ((n, Path(p)) for n, p in outputs.items() if p is not None):
+        for other_name, other in seen:
+            if _same_file(path, other):
+                raise SelfDistillError(f"{name} {path} is the same file as {other_name} "
+                                       f"{other}; choose another path")
+        seen.append((name, path))
+
+
 @contextlib.contextmanager
 def guard() -> Iterator[None]:
-    """Turn :class:`SelfDistillError` and file-opening ``OSError`` into ``fail``."""
+    """Turn :class:`SelfDistillError` and file-opening ``OSError`` into ``fail``.
+
+    The block's outputs are one :func:`~selfdistill._io.output_batch`: each file written
+    through the atomic writers appears when the block succeeds, all together, or none
+    does. Python warnings raised inside (a fit that hit its iteration cap) are shown as
+    one ``warning: <message>`` line on stderr, without Python's source-line dump.
+    """
     try:
-        yield
+        with warnings.catch_warnings(), output_batch():
+            warnings.showwarning = _warning_line
+            yield
     except SelfDistillError as exc:
         fail(str(exc))
     except OSError as exc:

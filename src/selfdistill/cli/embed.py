@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ._app import app, console
-from ._common import guard, progress_bar
+from ._common import check_distinct_paths, guard, progress_bar
 
 
 @app.command()
@@ -32,6 +32,7 @@ def embed(
             raise SelfDistillError(f"cannot write {out}: it is a directory")
         if not out.parent.is_dir() and str(out.parent):
             raise SelfDistillError(f"cannot write {out}: folder {out.parent} does not exist")
+        check_distinct_paths({"TRAIN": train, "--test": test}, {"--out": out})
         with progress_bar("embedding", quiet=quiet) as update:
             ds = embed_files(train, test=test, text_col=text_col, label_col=label_col,
                              batch_size=batch_size, progress=update)

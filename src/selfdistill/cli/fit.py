@@ -9,11 +9,19 @@ from rich.table import Table
 
 from ..distill import PLL_LOSSES
 from ._app import app, console
-from ._common import fmt_pct, guard, parse_lam, progress_bar, write_json
+from ._common import (
+    check_distinct_paths,
+    fit_summary,
+    fmt_pct,
+    guard,
+    parse_lam,
+    progress_bar,
+    write_json,
+)
 
 
 def models_table(record: dict, title: str = "") -> Table:
-    """Rich table of a SPEC result record (one row per model, selected marked)."""
+    """Rich table of a spec.md result record (one row per model, selected marked)."""
     table = Table(title=title or None, title_justify="left")
     for col in ("model", "test acc %", "train acc (true) %", "noisy-subset acc %",
                 "cv score %", "iters", "seconds"):
@@ -60,7 +68,7 @@ def _csv(text: str) -> str:
 
 @app.command()
 def fit(
-    features: Path = typer.Argument(..., help="Feature file (.npz, SPEC format)."),
+    features: Path = typer.Argument(..., help="Feature file (.npz, see docs/spec.md)."),
     noise: str = typer.Option(
         "none", help="none, KIND:RATE (KIND: sym, asym, cc, idn, paper-asym, paper-cc) or "
         "matrix:PATH.npy"),
@@ -83,6 +91,9 @@ def fit(
 
     with guard():
         spec = NoiseSpec.parse(noise)
+        check_distinct_paths({"FEATURES": features,
+                              "--noise matrix": Path(spec.source) if spec.source else None},
+                             {"--issues": issues, "--json": json_out})
         lam_v = parse_lam(lam)
         if pll_loss not in PLL_LOSSES:
             from .._errors import SelfDistillError
@@ -117,9 +128,9 @@ def fit(
     console.print(models_table(record, title))
     if result.noise_estimate is not None:
         console.print(noise_table(result, ds.classes))
-    if result.issues is not None:
-        where = f" -> {issues}" if issues is not None else " (write them with --issues OUT.csv)"
-        console.print(f"{len(result.issues)} training rows flagged as likely label errors "
-                      f"(out-of-fold){where}")
-    if json_out is not None:
-        console.print(f"result record -> {json_out}")
+    if result.issues is None:
+        console.print("label errors not searched: they need out-of-fold probabilities "
+                      "(drop --no-select or add --issues FILE.csv)")
+    console.print(fit_summary(None if result.issues is None else len(result.issues),
+                              {"likely label errors": issues, "result record": json_out}),
+                  markup=False, highlight=False, soft_wrap=True)

@@ -17,9 +17,12 @@ def report(
     title: str = typer.Option(None, help="Report title (default: the config's title)."),
 ) -> None:
     """Write FOLDER/report.html: headline table, accuracy vs rounds, methods vs noise rate."""
+    from .._io import check_writable_dir
     from ..experiments.sweep_report import write_sweep_report
 
     with guard():
+        if folder.is_dir():  # a missing folder is reported by the reader
+            check_writable_dir(folder, what="the report")
         paths = write_sweep_report(folder, title=title)
     n_fig = sum(1 for k in paths if k not in ("html", "headline"))
     console.print(f"report: {paths['html']} ({n_fig} figures, also saved as PNG in {folder}; "

@@ -1,4 +1,4 @@
-"""``selfdistill theory``: THEORY.md's block-model claims, checked in one command."""
+"""``selfdistill theory``: theory-derivation.md's block-model claims, checked in one command."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ._app import app, console
-from ._common import fmt_pct, guard, progress_bar, write_json
+from ._common import check_distinct_paths, fmt_pct, guard, progress_bar, write_json
 
 VIEWS = ("rounds", "population", "lams")
 DEFAULT_ROUNDS = {"rounds": 10, "population": 10, "lams": 30}
@@ -109,17 +109,18 @@ def theory(
     lam: float = typer.Option(1e-4, "--lam", help="L2 strength (> 0)."),
     rounds: int = typer.Option(None, "--rounds",
                                help="SD rounds after the teacher; rounds 1..R+1 are reported "
-                                    "(round 1 = teacher = THEORY's P_1, round t = sd-(t-1)). "
+                                    "(round 1 = teacher = P_1 of "
+                                    "docs/theory-derivation.md, round t = sd-(t-1)). "
                                     "Default 10 (30 for --view lams)."),
     solver: str = typer.Option(None, "--solver",
                                help="How 'measured' is computed: exact (softmax fixed points "
                                     "with the product's solver) or linear (thin-SVD "
-                                    "linearisation, THEORY §2; closed form for --view "
-                                    "population). Default exact (linear for --view "
+                                    "linearisation, docs/theory-derivation.md §2; closed form "
+                                    "for --view population). Default exact (linear for --view "
                                     "population: 20 draws x 13 rates)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise draw."),
     view: str = typer.Option("rounds", "--view",
-                             help="rounds: one draw, accuracy per round (SPEC JSON); "
+                             help="rounds: one draw, accuracy per round (JSON of docs/spec.md); "
                                   "population: mean over --seeds draws vs noise rate (--etas); "
                                   "lams: accuracy vs round for several --lams (diminishing "
                                   "returns)."),
@@ -135,13 +136,14 @@ def theory(
     plot: Path = typer.Option(None, "--plot", help="Write the figure (PNG) here."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Block model of THEORY.md §3: measured vs predicted accuracy per SD round, PLL.
+    """Block model (docs/theory-derivation.md §3): measured vs predicted accuracy per round, PLL.
 
     Default view: one noisy draw; per round t (1 = teacher) the train accuracy of the
     chosen solver and of the closed form, the plurality gap, t* and the predicted minimum
     round, and one PLL student on the teacher's top-2 classes.
     """
     from .._errors import SelfDistillError
+    from .._validation import check_lam
     from ..theory import lam_sweep, population_view, run_block_experiment
     from ..theory.plots import plot_block_experiment, plot_lam_sweep, plot_population
 
@@ -150,10 +152,12 @@ def theory(
             raise SelfDistillError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
         if pll_loss not in ("two-hot", "gce"):
             raise SelfDistillError(f"--pll-loss must be two-hot or gce, got {pll_loss!r}")
+        check_lam(lam, name="--lam")
         if not (0 < tol < 1):
             raise SelfDistillError(f"--tol must be in (0, 1), got {tol}")
         _check_out(json_out, ".json", "--json")
         _check_out(plot, ".png", "--plot")
+        check_distinct_paths({}, {"--json": json_out, "--plot": plot})
         R = DEFAULT_ROUNDS[view] if rounds is None else rounds
         solver = DEFAULT_SOLVER[view] if solver is None else solver
         with progress_bar(f"theory ({view})", quiet=quiet) as update:
@@ -164,7 +168,8 @@ def theory(
                 res = population_view(K, n, c, d, lam, _floats(etas, "--etas"), seeds, R,
                                       noise, solver, tol=tol, progress=update)
             else:
-                res = lam_sweep(K, n, c, d, eta, _floats(lams, "--lams"), R, noise, solver,
+                lam_list = [check_lam(v, name="--lams entry") for v in _floats(lams, "--lams")]
+                res = lam_sweep(K, n, c, d, eta, lam_list, R, noise, solver,
                                 seed, tol=tol, progress=update)
         if json_out is not None:
             write_json(json_out, res)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SelfDistillError
+from .._validation import LAM_RANGE
 
 __all__ = ["SweepConfig", "GridPoint", "load_config", "parse_config", "NOISE_KINDS",
            "METHODS", "NAMED_DATASETS"]
@@ -266,8 +267,9 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>",
     lams = []
     for i, lam in enumerate(_as_list(grid_in.get("lam", [1e-5]), source, "grid.lam")):
         v = _number(lam, source, f"grid.lam[{i}]")
-        if not v > 0:
-            raise _err(source, f"grid.lam[{i}]", f"must be in (0, inf), got {lam}")
+        if not LAM_RANGE[0] <= v <= LAM_RANGE[1]:
+            raise _err(source, f"grid.lam[{i}]",
+                       f"must be in [{LAM_RANGE[0]:g}, {LAM_RANGE[1]:g}], got {lam}")
         lams.append(v)
     grid["lam"] = _unique(lams)
 

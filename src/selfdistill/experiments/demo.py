@@ -103,7 +103,7 @@ def write_demo_outputs(records: list[dict[str, Any]], out: Path,
                        ds: Dataset | None = None) -> dict[str, Path]:
     """Write results.csv, results.json, PNG figures and report.html into ``out``.
 
-    With the demo's ``ds``, the report also compares each SD round with THEORY.md's
+    With the demo's ``ds``, the report also compares each SD round with theory-derivation.md's
     linearised prediction (``theory_vs_measurement.png``).
     """
     from ..cli._common import write_json  # shared JSON writer (numpy-safe, atomic)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._io import write_text_atomic
+from .._io import staged, write_text_atomic
 
 __all__ = ["html_table", "render_report", "write_report"]
 
@@ -45,7 +45,7 @@ def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = N
 
 
 def _img(path: Path) -> str:
-    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    data = base64.b64encode(staged(path).read_bytes()).decode("ascii")
     return f"data:image/png;base64,{data}"
 
 

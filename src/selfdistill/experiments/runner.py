@@ -1,4 +1,4 @@
-"""One experiment: dataset -> noise -> teacher/SD/PLL fits -> SPEC result record.
+"""One experiment: dataset -> noise -> teacher/SD/PLL fits -> spec.md result record.
 
 This is the single place where a grid point is computed; ``selfdistill fit``,
 ``selfdistill demo`` and sweeps all call :func:`run_experiment`.
@@ -34,7 +34,7 @@ def evaluate_models(
     y_given: np.ndarray,
     y_clean: np.ndarray | None,
 ) -> list[dict[str, Any]]:
-    """SPEC ``models`` records: test accuracy, clean train accuracy, noisy-subset accuracy.
+    """spec.md ``models`` records: test accuracy, clean train accuracy, noisy-subset accuracy.
 
     ``noisy_subset_acc`` is the accuracy against the clean labels on the training rows
     whose given label is wrong (how many wrong labels the model fixed); ``None``
@@ -115,11 +115,11 @@ class RunResult:
     lam : float
         The L2 strength of the final fits (chosen one when ``lam="auto"``).
     lam_selection : dict or None
-        How lam and the model were chosen (SPEC ``lam_selection``).
+        How lam and the model were chosen (spec.md ``lam_selection``).
     fits : list of NamedFit
         Final models, pipeline order.
     models : list of dict
-        Their SPEC records (accuracies, objective, iterations, seconds, ...).
+        Their spec.md records (accuracies, objective, iterations, seconds, ...).
     selected : str
         The recommended model's name.
     oof_proba : ndarray of shape (N, K) or None
@@ -169,7 +169,7 @@ class RunResult:
         return self.fit_named(self.selected)
 
     def to_record(self) -> dict[str, Any]:
-        """The SPEC ``fit --json`` record (plain JSON types)."""
+        """The spec.md ``fit --json`` record (plain JSON types)."""
         rec: dict[str, Any] = {
             "dataset": self.dataset,
             "n_train": self.n_train,
@@ -342,7 +342,7 @@ def run_experiment(
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run one grid point and return the SPEC ``fit --json`` record.
+    """Run one grid point and return the spec.md ``fit --json`` record.
 
     :func:`run_pipeline` with the sweep's spelling of the noise (``noise`` kind plus
     ``rate``, or a matrix ``T``), returning :meth:`RunResult.to_record`.

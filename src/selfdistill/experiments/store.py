@@ -9,7 +9,7 @@ Schema (``SCHEMA_VERSION`` 1)
     JSON of its parameters, :attr:`~.config.GridPoint.key`)
     ``idx`` (grid order), ``dataset, noise_kind, rate, seed, lam, rounds, pll`` (the grid
     parameters), ``realized_rate, n_train, n_test, n_classes, selected``, ``record``
-    (the SPEC result record as JSON, timings removed) and ``point_s`` (wall-clock).
+    (the spec.md result record as JSON, timings removed) and ``point_s`` (wall-clock).
 ``models``: one row per fitted model of a point, primary key ``(point_key, model)``
     ``position`` (teacher, sd-1.., pll), ``test_acc, train_acc_true, train_acc_given,
     noisy_subset_acc, cv_acc_given, objective, iterations, converged`` and ``fit_s``.
@@ -326,7 +326,7 @@ class ResultStore:
         return out
 
     def records(self) -> list[dict[str, Any]]:
-        """The stored SPEC records (timings removed), in grid order."""
+        """The stored spec.md records (timings removed), in grid order."""
         return [json.loads(r[0]) for r in
                 self.con.execute("SELECT record FROM points ORDER BY idx, point_key")]
 

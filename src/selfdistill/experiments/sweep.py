@@ -113,7 +113,7 @@ def compute_point(point: dict[str, Any], dataset_path: str,
     Returns
     -------
     dict
-        ``{"record": SPEC record, "worker": "host:pid"}``.
+        ``{"record": spec.md record, "worker": "host:pid"}``.
     """
     import socket
 

@@ -1,4 +1,4 @@
-"""THEORY.md in code: self-distillation as label averaging.
+"""theory-derivation.md in code: self-distillation as label averaging.
 
 * :mod:`~selfdistill.theory.block` - the block model's Gram matrix and features, its
   eigenvalues ``mu0, mu1, mu2``, ``a_j``, the plurality ``gap``, ``t*`` (§3).
@@ -11,8 +11,8 @@
 * :mod:`~selfdistill.theory.plots`, :mod:`~selfdistill.theory.report` - figures and the
   "theory vs measurement" report section.
 
-Round numbering: THEORY.md's round ``t`` is ``P_t`` and ``P_1`` is the teacher, so the
-product's model ``sd-s`` is THEORY round ``s + 1``. Every ``rounds`` argument counts SD
+Round numbering: theory-derivation.md's round ``t`` is ``P_t`` and ``P_1`` is the teacher, so the
+product's model ``sd-s`` is derivation round ``s + 1``. Every ``rounds`` argument counts SD
 rounds after the teacher (as ``selfdistill fit --rounds``); trajectories therefore have
 ``rounds + 1`` entries and entry ``i`` is the teacher (``i = 0``) or ``sd-i``.
 

@@ -1,6 +1,6 @@
-"""Closed forms of the block model (THEORY.md §3).
+"""Closed forms of the block model (theory-derivation.md §3).
 
-Notation (THEORY.md): ``N = K n`` instances, ``n`` per class, features with Gram matrix
+Notation (theory-derivation.md): ``N = K n`` instances, ``n`` per class, features with Gram matrix
 ``G_ii = 1``, ``G_ij = c`` within a class, ``G_ij = d`` across classes (``1 > c > d >= 0``).
 ``Y`` (N, K) are the given labels, ``U`` the N x K matrix of ``1/K``, ``lam`` the L2
 strength and ``gamma = 1/(K N lam)``. ``G`` has three eigenvalues:
@@ -17,8 +17,8 @@ and the linearised round ``t`` (t = 1 is the teacher) shrinks each eigen-directi
 for instance ``i`` of class ``k`` (``ybar_k`` its class's mean given-label vector,
 ``ybar`` the overall mean).
 
-Rounds: THEORY.md's round ``t`` is ``P_t``; ``P_1`` is the teacher, so the product's
-model ``sd-s`` is THEORY round ``s + 1``.
+Rounds: theory-derivation.md's round ``t`` is ``P_t``; ``P_1`` is the teacher, so the product's
+model ``sd-s`` is derivation round ``s + 1``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ MAX_MATERIALISED_N = 4000
 
 @dataclass(frozen=True)
 class BlockModel:
-    """The block model of THEORY.md §3: ``K`` classes of ``n`` instances.
+    """The block model of theory-derivation.md §3: ``K`` classes of ``n`` instances.
 
     Parameters
     ----------
@@ -85,7 +85,7 @@ class BlockModel:
         return np.repeat(np.arange(self.K), self.n)
 
     def eigenvalues(self) -> tuple[float, float, float]:
-        """``(mu0, mu1, mu2)`` of ``G`` in closed form (THEORY.md §3)."""
+        """``(mu0, mu1, mu2)`` of ``G`` in closed form (theory-derivation.md §3)."""
         K, n, c, d = self.K, self.n, self.c, self.d
         mu2 = 1.0 - c
         mu1 = 1.0 - c + n * (c - d)
@@ -183,7 +183,7 @@ def check_block_params(K: int, n: int, c: float, d: float) -> None:
 
 
 def shrink_factors(mu: np.ndarray | float, K: int, N: int, lam: float) -> np.ndarray:
-    """``a = gamma mu / (1 + gamma mu)`` with ``gamma = 1/(K N lam)`` (THEORY.md §2).
+    """``a = gamma mu / (1 + gamma mu)`` with ``gamma = 1/(K N lam)`` (theory-derivation.md §2).
 
     Parameters
     ----------
@@ -247,7 +247,7 @@ def plurality_gap(ybar_k: np.ndarray) -> float:
 def rounds_needed(
     ybar_k: np.ndarray, pairs: np.ndarray, a1: float, a2: float
 ) -> tuple[float | None, int | None, np.ndarray]:
-    """``t*`` and the minimum round under the plurality condition (THEORY.md §3).
+    """``t*`` and the minimum round under the plurality condition (theory-derivation.md §3).
 
     An instance of class ``k`` labelled ``l != k`` is predicted correctly once
     ``a1^t g - a2^t (1 + g) > 0`` with ``g = ybar_k[k] - ybar_k[l]``, i.e. for
@@ -299,7 +299,7 @@ def block_round(Y: np.ndarray, y_class: np.ndarray, K: int,
     """Linearised round-``t`` outputs ``P_t`` on the block model, in closed form.
 
     ``p_i - u = a0^t (ybar - u) + a1^t (ybar_k - ybar) + a2^t (y_i - ybar_k)``
-    (THEORY.md §3), which equals ``U + A^t (Y - U)`` exactly because ``G``'s
+    (theory-derivation.md §3), which equals ``U + A^t (Y - U)`` exactly because ``G``'s
     eigenspaces are the global mean, the class-mean contrasts and the within-class
     contrasts.
 

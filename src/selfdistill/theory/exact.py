@@ -1,4 +1,4 @@
-"""Exact softmax fixed points round by round, with the product's own pipeline (THEORY.md §1).
+"""Exact softmax fixed points round by round (theory-derivation.md §1), product pipeline.
 
 No linearisation: round 1 (the teacher) minimises the L2-regularised cross-entropy on the
 given labels, round ``t`` the same objective on the targets ``P_{t-1}``, each an exact
@@ -7,8 +7,8 @@ Every fit is a call of :func:`selfdistill.fit_softmax` with the product's target
 (:func:`selfdistill.solvers.one_hot`, the previous outputs, :func:`selfdistill.pll_targets`),
 exactly as :func:`selfdistill.self_distill` chains them, so the theory checks the product
 and not a re-implementation of it. The PLL student uses the two-hot loss ``(e_k + e_l)/2``
-by default: its minimiser is an exact fixed point, which is what THEORY.md §3's PLL claim is
-about.
+by default: its minimiser is an exact fixed point, which is what theory-derivation.md §3's
+PLL claim is about.
 
 A fit that stops on float64's precision floor (status 2, "line search found no decrease")
 is restarted from where it stopped, with a fresh L-BFGS memory, up to ``restarts`` times;
@@ -156,7 +156,7 @@ def exact_trajectory(
 
     Notes
     -----
-    Round ``t`` (THEORY.md §1) minimises
+    Round ``t`` (theory-derivation.md §1) minimises
     ``(1/N) sum_i CE(p_{t-1,i}, softmax(W phi_i)) + (lam/2) ||W||^2``, warm-started from
     ``W_{t-1}``; the teacher (t = 1) uses the one-hot given labels and starts at 0.
 

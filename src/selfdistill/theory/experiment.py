@@ -1,10 +1,11 @@
 """Block-model experiments: one noisy draw round by round, a population view, a lam sweep.
 
-Everything here follows THEORY.md §3 and counts rounds as THEORY does: round ``t = 1`` is
-the teacher ``P_1``, round ``t`` is the product's model ``sd-(t-1)``. Every ``rounds``
-argument is the number of SD rounds after the teacher (``selfdistill fit --rounds``), so a
-trajectory has ``rounds + 1`` entries, rounds ``1 .. rounds + 1``, and ``min_rounds`` (the
-first round at which the closed form is right on every instance) is on the same scale.
+Everything here follows theory-derivation.md §3 and counts rounds as the derivation does:
+round ``t = 1`` is the teacher ``P_1``, round ``t`` is the product's model ``sd-(t-1)``.
+Every ``rounds`` argument is the number of SD rounds after the teacher
+(``selfdistill fit --rounds``), so a trajectory has ``rounds + 1`` entries, rounds
+``1 .. rounds + 1``, and ``min_rounds`` (the first round at which the closed form is right
+on every instance) is on the same scale.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError
-from .._validation import check_rate
+from .._validation import check_lam, check_rate
 from ..distill import PLL_LOSSES, pll_targets
 from ..noise import make_noisy_labels, realized_rate, transition_matrix
 from ..solvers import one_hot
@@ -54,7 +55,7 @@ Progress = Callable[[int, int, str], None]
 
 
 def model_name(t: int) -> str:
-    """The product's name of THEORY round ``t``: ``teacher`` for 1, else ``sd-(t-1)``.
+    """The product's name of derivation round ``t``: ``teacher`` for 1, else ``sd-(t-1)``.
 
     Examples
     --------
@@ -70,8 +71,7 @@ def _check_common(eta: float, noise: str, lam: float, rounds: int, solver: str |
         raise SelfDistillError(
             f"noise must be one of {', '.join(NOISE_KINDS)} on the block model, got {noise!r}"
         )
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise SelfDistillError(f"lam must be in (0, inf), got {lam}")
+    lam = check_lam(lam)
     if not (isinstance(rounds, (int, np.integer)) and rounds >= 0):
         raise SelfDistillError(f"rounds must be an integer in [0, inf), got {rounds}")
     if solver is not None and solver not in SOLVERS:
@@ -102,7 +102,7 @@ def condition(bm: BlockModel, y_true: np.ndarray, y_given: np.ndarray,
         ``eigenvalues`` {mu0, mu1, mu2}, ``a`` {a0, a1, a2}, ``gamma``, ``gap``,
         ``condition_holds`` (gap > 0), ``t_star`` (max over the (true, given) pairs that
         occur, 0.0 without wrong labels, None when the condition fails), ``min_rounds``
-        (first THEORY round t > t_star, None when it fails).
+        (first derivation round t > t_star, None when it fails).
 
     Examples
     --------
@@ -164,7 +164,7 @@ def run_block_experiment(
 
     Parameters
     ----------
-    K, n, c, d : block model (THEORY.md §3): K classes of n instances, within-class
+    K, n, c, d : block model (theory-derivation.md §3): K classes of n instances, within-class
         correlation c, across-class correlation d, ``1 > c > d >= 0``.
     eta : float in [0, 1), default=0.6
         Noise rate.
@@ -175,7 +175,7 @@ def run_block_experiment(
     solver : {"exact", "linear"}, default="exact"
         How ``train_acc`` is measured: ``"exact"`` fits the softmax fixed points with the
         product's pipeline; ``"linear"`` evaluates ``U + A^t (Y - U)`` from the thin SVD
-        of the features (THEORY.md §2; equals the closed form up to rounding).
+        of the features (theory-derivation.md §2; equals the closed form up to rounding).
     seed : int, default=0
         Seed of the noise draw (:func:`selfdistill.make_noisy_labels`).
     pll_loss : {"two-hot", "gce"}, default="two-hot"
@@ -187,7 +187,7 @@ def run_block_experiment(
     Returns
     -------
     dict
-        SPEC.md's ``selfdistill theory`` JSON: ``params``, ``eigenvalues``, ``a``, ``gap``,
+        spec.md's ``selfdistill theory`` JSON: ``params``, ``eigenvalues``, ``a``, ``gap``,
         ``condition_holds``, ``t_star``, ``min_rounds``, ``rounds`` (one entry per round t:
         ``round``, ``model`` (product name), ``train_acc`` (measured with ``solver``),
         ``predicted_train_acc`` (closed form)), ``pll`` (``train_acc``,
@@ -212,7 +212,7 @@ def run_block_experiment(
     a = (cond["a"]["a0"], cond["a"]["a1"], cond["a"]["a2"])
     Y = one_hot(y_given, K)
 
-    # closed-form prediction (THEORY.md §3), PLL on the closed-form teacher's top-2
+    # closed-form prediction (theory-derivation.md §3), PLL on the closed-form teacher's top-2
     predicted = block_trajectory(Y, y, K, a, rounds)
     pred_pll = block_round(pll_targets(predicted[0]), y, K, a, 1)
 
@@ -303,7 +303,7 @@ def population_accuracy(bm: BlockModel, T: np.ndarray, lam: float,
 
     Instance types ``(k, l)`` (true class k, given label l) have weight ``T[k, l] / K``;
     ``ybar_k = T[k]``. Each round's accuracy is the weight of types predicted correctly by
-    the THEORY.md §3 formula; the PLL student uses the expected top-2 targets of the
+    the theory-derivation.md §3 formula; the PLL student uses the expected top-2 targets of the
     teacher (ties between classes split evenly, as random tie-breaking would on average).
 
     Returns
@@ -475,7 +475,7 @@ def lam_sweep(
 
     Larger ``lam`` shrinks every direction faster: fewer rounds are needed (``t*`` falls),
     but the global-mean direction (``a0 > a1``) takes over sooner and accuracy collapses
-    to one class (``1/K``) after enough rounds (THEORY.md §3).
+    to one class (``1/K``) after enough rounds (theory-derivation.md §3).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Linearised self-distillation for any features (THEORY.md §2).
+"""Linearised self-distillation for any features (theory-derivation.md §2).
 
 With ``softmax(z) ~ (1 + z)/K`` for zero-sum logits and ``gamma = 1/(K N lam)``, the
 round-``t`` outputs (``t = 1`` is the teacher, ``P_1``) are
@@ -11,7 +11,7 @@ from the thin SVD ``Phi = Us S V^T`` (``O(N d^2)``, never an N x N eigendecompos
 ``mu = s^2``, and the part of ``Y - U`` outside the column space of ``Us`` (the null space
 of ``G``) is mapped to 0 by ``A``.
 
-Rounds: the product's ``sd-s`` is THEORY round ``s + 1``; every ``rounds`` argument here
+Rounds: the product's ``sd-s`` is derivation round ``s + 1``; every ``rounds`` argument here
 counts SD rounds after the teacher (as ``selfdistill fit --rounds``), so trajectories have
 ``rounds + 1`` entries, entry ``i`` being the teacher (``i = 0``) or ``sd-i``.
 """
@@ -108,7 +108,7 @@ def linearised_trajectory(
 
     Notes
     -----
-    THEORY.md §2. Cost ``O(N d^2)`` for the SVD plus ``O(N r K)`` per round.
+    theory-derivation.md §2. Cost ``O(N d^2)`` for the SVD plus ``O(N r K)`` per round.
 
     Examples
     --------
@@ -136,7 +136,8 @@ def linearised_pll(Phi: np.ndarray | GramSpectrum, P_teacher: np.ndarray, lam: f
     """One linearised student on the teacher's top-``k`` partial labels: ``U + A (Y' - U)``.
 
     ``Y' = pll_targets(P_teacher)`` (uniform over each row's top-2 classes, the product's
-    refinement), so the student is THEORY round 2 on refined targets (THEORY.md §3, PLL).
+    refinement), so the student is derivation round 2 on refined targets
+    (theory-derivation.md §3, PLL).
     """
     Yp = pll_targets(np.asarray(P_teacher, dtype=np.float64), k=k)
     return linearised_trajectory(Phi, Yp, lam, rounds=0)[0]
@@ -158,7 +159,7 @@ def linearised_sd_accuracy(
     Parameters
     ----------
     X : array-like of shape (N, d)
-        Training features (Phi in THEORY.md), e.g. sentence embeddings.
+        Training features (Phi in theory-derivation.md), e.g. sentence embeddings.
     y_given : array-like of shape (N,)
         Labels as given (possibly noisy), ints in ``0..K-1``: the teacher's targets.
     y_true : array-like of shape (N,)
@@ -177,14 +178,14 @@ def linearised_sd_accuracy(
     Returns
     -------
     dict
-        ``train_acc`` : ndarray of shape (rounds + 1,), entry 0 the teacher (THEORY round 1),
-        entry ``s`` the model ``sd-s`` (THEORY round ``s + 1``), accuracy against ``y_true``;
+        ``train_acc`` : ndarray of shape (rounds + 1,), entry 0 the teacher (derivation round 1),
+        entry ``s`` the model ``sd-s`` (derivation round ``s + 1``), accuracy against ``y_true``;
         ``train_acc_given`` : the same against ``y_given``;
         ``pll_train_acc`` : float (only with ``pll=True``).
 
     Notes
     -----
-    THEORY.md §2. The closed form assumes small logits (``softmax(z) ~ (1+z)/K``); with a
+    theory-derivation.md §2. The closed form assumes small logits (``softmax(z) ~ (1+z)/K``); with a
     small ``lam`` the exact teacher memorises more than the linearised one, so the
     prediction describes the direction and timing of the SD effect, not exact values.
 

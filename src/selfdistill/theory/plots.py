@@ -1,7 +1,7 @@
 """Figures of the theory: accuracy vs round (SD vs PLL), population view, lam sweep.
 
 All figures are PNG (matplotlib's Agg backend), written atomically. The x axis of every
-accuracy-vs-round figure uses THEORY.md's rounds: 1 = the teacher, t = the product's
+accuracy-vs-round figure uses theory-derivation.md's rounds: 1 = the teacher, t = the product's
 ``sd-(t-1)``, except :func:`plot_theory_vs_measurement`, which uses the product's model
 names (teacher, sd-1, ...) because it sits in product reports.
 """

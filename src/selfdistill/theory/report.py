@@ -1,6 +1,6 @@
 """"Theory vs measurement" on real embeddings: the linearised prediction next to the fits.
 
-For features ``X`` (Phi), given labels and ``lam``, THEORY.md §2 predicts every round's
+For features ``X`` (Phi), given labels and ``lam``, theory-derivation.md §2 predicts every round's
 outputs as ``U + A^t (Y - U)``; this module scores that prediction against the clean
 labels and puts it next to the accuracies the product measured, as a report section in
 the format of :func:`selfdistill.experiments.report.render_report`:
@@ -27,7 +27,7 @@ from .plots import plot_theory_vs_measurement
 __all__ = ["theory_section", "theory_section_runs", "theory_table_rows", "theory_curve"]
 
 TABLE_COLUMNS = ["run", "model", "theory_round", "measured", "predicted", "difference"]
-TABLE_HEADERS = ["run", "model", "THEORY round t", "measured train acc %",
+TABLE_HEADERS = ["run", "model", "derivation round t", "measured train acc %",
                  "predicted train acc % (linearised)", "predicted - measured (points)"]
 
 
@@ -148,11 +148,12 @@ def theory_section_runs(ds: Dataset, runs: Sequence[dict[str, Any]], y_clean: np
               f"lam={lam:g}")
     notes = [s for s in (_direction(c) for c in curves) if s]
     text = (
-        "<p>The linearised closed form of THEORY.md §2, <code>P_t - U = A^t (Y - U)</code> "
+        "<p>The linearised closed form of docs/theory-derivation.md §2, "
+        "<code>P_t - U = A^t (Y - U)</code> "
         "with <code>A = gamma G (I + gamma G)^-1</code>, <code>gamma = 1/(K N lam)</code>, "
         f"computed from the thin SVD of the N={ds.n_train} x d={ds.X_train.shape[1]} training "
         "features (no fitting), predicts each round's training accuracy against the true "
-        "labels. Round numbering: THEORY round t = 1 is the teacher, round t is the model "
+        "labels. Round numbering: derivation round t = 1 is the teacher, round t is the model "
         "sd-(t-1). The PLL prediction is one linearised student on the linearised teacher's "
         "top-2 classes (two-hot); the measured PLL uses the product's PLL loss.</p>"
         "<p class='note'>The linearisation assumes small logits; the exact teacher memorises "
