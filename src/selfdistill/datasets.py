@@ -17,7 +17,7 @@ y_train_clean  (N,) int            optional true labels of a noisy y_train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -79,10 +79,6 @@ class Dataset:
     def n_test(self) -> int:
         """M, the number of test rows (0 without a test set)."""
         return 0 if self.X_test is None else int(self.X_test.shape[0])
-
-    def with_labels(self, y_train: np.ndarray, y_train_clean: np.ndarray | None) -> Dataset:
-        """A copy with other training labels (used after adding noise)."""
-        return replace(self, y_train=y_train, y_train_clean=y_train_clean)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -65,8 +65,7 @@ from .distill import model_names, self_distill
 from .losses import softmax
 from .solvers import SpectralBasis
 
-__all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "choose_model",
-           "select_candidate"]
+__all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate"]
 
 #: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
 #: settle long before the weights do: on BANKING77 (lam=1e-5, sym 0 and 0.8) every
@@ -113,7 +112,6 @@ class CVSelection:
     scores: np.ndarray
     best_lam: float
     best_model: str
-    method: str = "cv"
     n_splits: int = 3
     stderr: np.ndarray | None = None
     z: float = 0.0
@@ -178,22 +176,6 @@ class CVSelection:
                                  and self.best_lam in (min(self.lams), max(self.lams))),
             "seconds": float(self.seconds),
         }
-
-
-def choose_model(scores: Sequence[float], names: Sequence[str], margin: float = 0.0) -> str:
-    """Pick the best-scoring model; ties (within ``margin``) go to the earliest (simplest).
-
-    Examples
-    --------
-    >>> choose_model([0.90, 0.905, 0.89], ["teacher", "sd-1", "pll"], margin=0.01)
-    'teacher'
-    """
-    scores = np.asarray(scores, dtype=float)
-    best = float(np.max(scores))
-    for name, s in zip(names, scores):
-        if s >= best - margin:
-            return name
-    return names[int(np.argmax(scores))]  # pragma: no cover
 
 
 def select_candidate(correct: np.ndarray, lams: Sequence[float],

@@ -87,7 +87,6 @@ class FitResult:
     status : int
         Key of :data:`STATUS_MESSAGES`.
     message : str
-    solver : str
     """
 
     W: np.ndarray
@@ -99,7 +98,6 @@ class FitResult:
     converged: bool
     status: int
     message: str
-    solver: str
 
     def __iter__(self):
         """Unpack as ``W, info``."""
@@ -522,7 +520,6 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
             fresh, since_refresh = True, 0
 
 
-SOLVERS = ("lbfgs",)
 BACKENDS = ("numpy", "torch")
 
 
@@ -535,7 +532,6 @@ def fit_softmax(
     W0: np.ndarray | None = None,
     tol: float = 1e-6,
     max_iter: int = 2000,
-    solver: str = "lbfgs",
     memory: int = 10,
     basis: SpectralBasis | None = None,
     n_classes: int | None = None,
@@ -562,7 +558,6 @@ def fit_softmax(
     tol : float, default=1e-6
         Stop when ``||grad|| <= tol * ||grad at W=0||``.
     max_iter : int, default=2000
-    solver : {"lbfgs"}, default="lbfgs"
     memory : int, default=10
         L-BFGS history length.
     basis : SpectralBasis, optional
@@ -614,8 +609,6 @@ def fit_softmax(
             raise SelfDistillError(f"q must be in [0, 1], got {q}")
         if backend not in BACKENDS:
             raise SelfDistillError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if solver not in SOLVERS:
-            raise SelfDistillError(f"solver must be one of {SOLVERS}, got {solver!r}")
         if targets.shape[1] < 2:
             raise SelfDistillError("targets must cover at least 2 classes")
     T = np.asarray(targets)
@@ -685,5 +678,4 @@ def fit_softmax(
         converged=converged,
         status=status,
         message=STATUS_MESSAGES[status],
-        solver=solver,
     )

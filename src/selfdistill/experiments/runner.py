@@ -97,7 +97,6 @@ def run_experiment(
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     return_fits: bool = False,
-    return_cv: bool = False,
 ) -> dict[str, Any]:
     """Run one grid point and return the SPEC ``fit --json`` record.
 
@@ -125,10 +124,6 @@ def run_experiment(
     progress : callable ``(stage, done, total)``, optional
     return_fits : bool, default=False
         Also return the fitted models under the key ``"_fits"`` (not JSON).
-    return_cv : bool, default=False
-        Also return the :class:`~selfdistill.model_selection.CVSelection` (or ``None``
-        when nothing was cross-validated) under ``"_cv"`` (not JSON); its out-of-fold
-        probabilities feed :func:`selfdistill.issues.label_issues_from_cv`.
 
     Returns
     -------
@@ -203,6 +198,4 @@ def run_experiment(
     if return_fits:
         out["_fits"] = fits
         out["_y_given"] = y_given
-    if return_cv:
-        out["_cv"] = cv
     return out

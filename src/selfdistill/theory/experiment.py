@@ -426,8 +426,7 @@ def population_view(
             done += 1
             if progress is not None:
                 progress(done, total, f"eta {eta:g}")
-        T_pop = transition_matrix("sym" if noise == "none" else noise, eta, K) \
-            if noise != "none" else np.eye(K)
+        T_pop = np.eye(K) if noise == "none" else transition_matrix(noise, eta, K)
         pop = population_accuracy(bm, T_pop, lam, rounds)
         final = np.array([r[2][-1] for r in rows])
         mins = [r[1] for r in rows if r[1] is not None]
@@ -500,10 +499,9 @@ def lam_sweep(
         _check_common(eta, noise, lam, rounds, None)
     y, y_given, _ = noisy_block_labels(bm, eta, noise, seed)
     Y = one_hot(y_given, K)
-    Phi = basis = None
-    if solver == "exact":
-        Phi = bm.features()
-        basis = bm.spectral_basis()
+    basis = bm.spectral_basis()
+    Phi = bm.features() if solver == "exact" else None
+    spec = GramSpectrum.from_basis(basis) if solver == "linear" else None
     curves = []
     for j, lam in enumerate(lam_list):
         cond = condition(bm, y, y_given, lam)
@@ -514,7 +512,7 @@ def lam_sweep(
                                   basis=basis)
             meas = [_acc(P, y) for P in tr.P]
         else:
-            meas = pred
+            meas = [_acc(P, y) for P in linearised_trajectory(spec, Y, lam, rounds)]
         peak = int(np.argmax(meas))
         collapse = next((t for t in range(peak + 2, len(meas) + 1)
                          if meas[t - 1] < meas[peak]), None)
