@@ -61,7 +61,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .distill import model_names, self_distill
+from ._errors import SelfDistillError
+from ._validation import check_lam, check_params
+from .distill import _self_distill, model_names
 from .losses import softmax
 from .solvers import SpectralBasis
 
@@ -288,7 +290,10 @@ def cross_validate_pipeline(
     from sklearn.model_selection import StratifiedKFold
 
     t0 = time.perf_counter()
-    lams = [float(v) for v in lams]
+    lams = [check_lam(v, name="lams[]") for v in lams]
+    if not lams:
+        raise SelfDistillError("lams must list at least one candidate")
+    check_params(rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
     names = model_names(rounds, pll)
     K, N, d = int(n_classes), X.shape[0], X.shape[1]
     n_splits = int(max(2, min(n_splits, N)))
@@ -314,8 +319,9 @@ def cross_validate_pipeline(
         for a in order:
             if a not in active:
                 continue
-            fits = self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
-                                pll_loss=pll_loss, q=q, n_classes=K, tol=tol, basis=basis)
+            fits = _self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
+                                 pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
+                                 max_iter=2000, basis=basis)
             for b, nf in enumerate(fits):
                 weights[a, b, f] = nf.W
                 correct[a, b, va] = np.argmax(Xva @ nf.W.T, axis=1) == y[va]

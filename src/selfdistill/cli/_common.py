@@ -14,7 +14,7 @@ import numpy as np
 
 from .._errors import SelfDistillError, one_line
 from .._io import write_text_atomic
-from .._validation import check_rate
+from .._validation import check_lam, check_rate
 from ._app import error_console, fail
 
 __all__ = ["parse_noise", "parse_lam", "write_json", "progress_bar", "guard", "fmt_pct"]
@@ -56,7 +56,7 @@ def parse_noise(spec: str) -> tuple[str, float, np.ndarray | None]:
 
 
 def parse_lam(value: str) -> float | str:
-    """``auto`` or a positive float."""
+    """``auto`` or a float in :data:`~selfdistill._validation.LAM`."""
     if value == "auto":
         return "auto"
     try:
@@ -64,9 +64,7 @@ def parse_lam(value: str) -> float | str:
     except ValueError:
         raise SelfDistillError(f"--lam must be a number in (0, inf) or 'auto', got {value!r}") \
             from None
-    if not (math.isfinite(lam) and lam > 0):
-        raise SelfDistillError(f"--lam must be in (0, inf), got {value}")
-    return lam
+    return check_lam(lam, name="--lam")
 
 
 def _jsonable(obj: Any) -> Any:
