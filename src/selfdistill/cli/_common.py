@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .._errors import SelfDistillError, one_line
-from .._io import write_text_atomic
+from .._io import _jsonable, write_json  # noqa: F401 - re-exported for commands
 from .._validation import check_lam, check_rate
 from ._app import error_console, fail
 
@@ -65,25 +62,6 @@ def parse_lam(value: str) -> float | str:
         raise SelfDistillError(f"--lam must be a number in (0, inf) or 'auto', got {value!r}") \
             from None
     return check_lam(lam, name="--lam")
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (NaN -> null, numpy -> lists)."""
-    write_text_atomic(path, json.dumps(_jsonable(data), indent=2) + "\n")
 
 
 def fmt_pct(x: float | None) -> str:
