@@ -124,3 +124,23 @@ def test_banking77_sym08_sd_and_pll_beat_the_teacher():
     assert 0.60 <= acc["teacher"] <= 0.70
     assert max(acc["sd-1"], acc["sd-2"]) >= acc["teacher"] + 0.05
     assert acc["pll"] >= acc["teacher"] + 0.10
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(lam=-1.0), r"lam must be in \[1e-12, 10000\]"), (dict(lam=0.0), "lam must be"),
+    (dict(lam=1e300), r"lam must be in \[1e-12, 10000\]"), (dict(lam=float("nan")), "lam must be"),
+    (dict(q=1.5), r"q must be in \[0, 1\]"), (dict(tol=0.0), r"tol must be in \(0, 1\)"),
+    (dict(max_iter=0), "max_iter must be"), (dict(rounds=1.5), "rounds must be an integer"),
+])
+def test_public_entry_checks_every_parameter(digits, kw, match):
+    """self_distill is a door: no status-3 fits from a negative lam, one message per rule."""
+    with pytest.raises(SelfDistillError, match=match):
+        self_distill(digits.X_train, digits.y_train, **{"lam": LAM, **kw})
+
+
+def test_history_record_is_the_fit_projection(digits):
+    fits = self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=1, pll=False)
+    rec = fits[1].to_dict()
+    assert rec == {"name": "sd-1", **fits[1].fit.to_dict()}
+    assert {"objective", "iterations", "nfev", "seconds", "converged", "status",
+            "relative_grad"} <= set(rec) and "W" not in rec

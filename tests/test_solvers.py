@@ -188,5 +188,30 @@ def test_cubic_min_never_divides_by_zero(args):
 
 @pytest.mark.parametrize("lam", [1e-300, 1e-13, 1e5, 1e300])
 def test_fit_softmax_refuses_lam_outside_its_range(digits, lam):
-    with pytest.raises(SelfDistillError, match=r"lam must be in \[1e-12, 10000\]"):
+    with pytest.raises(SelfDistillError, match=r"lam must be in .*\[1e-12, 10000\]"):
         fit_softmax(digits.X_train[:50], digits.y_train[:50], lam=lam)
+def test_fit_result_counts_function_evaluations_and_is_no_sequence(digits):
+    X, y = digits.X_train, digits.y_train
+    W, info = fit_softmax(X, y, lam=1e-3)
+    assert W is info.W
+    # one exact evaluation at the start, at least one line-search trial per step
+    assert info.nfev >= info.iterations + 1
+    assert info.to_dict()["nfev"] == info.nfev
+    with pytest.raises(TypeError):
+        iter(info)
+    with pytest.raises(TypeError):
+        info["objective"]  # noqa: B018 - fields are attributes, the record is to_dict()
+
+
+def test_restarts_after_a_precision_stop_live_in_the_solver(digits):
+    """A tolerance below float64's floor stops on precision; a restart drops the L-BFGS
+    memory and goes on from the same point (what theory.exact used to do by hand)."""
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    with pytest.warns(ConvergenceWarning):
+        _, once = fit_softmax(X, y, lam=1e-3, tol=1e-11)
+    with pytest.warns(ConvergenceWarning):
+        _, again = fit_softmax(X, y, lam=1e-3, tol=1e-11, restarts=2)
+    assert once.status == 2 and once.restarts == 0
+    assert again.status == 2 and 1 <= again.restarts <= 2
+    assert again.iterations > once.iterations and again.nfev > once.nfev
+    assert again.objective <= once.objective * (1 + 1e-12)  # both at the float64 floor

@@ -240,15 +240,6 @@ def test_linearised_sd_accuracy_and_section(tmp_path, digits):
     assert "Theory vs measurement" in render_report("t", [sec])
 
 
-def test_sweep_hook_form(tmp_path):
-    rows = [{"dataset": "digits", "noise_kind": "sym", "rate": 0.5, "seed": 0, "lam": 1e-3,
-             "model": m, "train_acc_true": v}
-            for m, v in (("teacher", 0.8), ("sd-1", 0.81), ("pll", 0.85))]
-    sec = theory_section(rows, datasets={"digits": "digits"}, out_dir=tmp_path)
-    assert isinstance(sec, dict) and sec["figure"][0].exists()
-    assert theory_section([], datasets={}, out_dir=tmp_path) is None
-
-
 # ------------------------------------------------------------------ command line
 
 def test_cli_json_and_plot(tmp_path, capsys):

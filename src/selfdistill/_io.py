@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
+import math
 import os
 import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ._errors import SelfDistillError
 
-__all__ = ["atomic_path", "write_text_atomic", "ensure_dir", "output_batch", "staged",
+__all__ = ["atomic_path", "write_text_atomic", "write_json", "ensure_dir", "output_batch", "staged",
            "check_writable_dir"]
 
 #: absolute target -> (target as given, temp file) of the writes waiting in the current
@@ -150,6 +155,26 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values as Python ones, NaN/inf as None, ``_private`` keys dropped."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (NaN -> null, numpy -> lists)."""
+    write_text_atomic(path, json.dumps(_jsonable(data), indent=2) + "\n")
 
 
 def ensure_dir(path: str | Path) -> Path:

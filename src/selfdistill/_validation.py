@@ -2,12 +2,18 @@
 
 Every public entry point validates once with these helpers and raises
 :class:`~selfdistill.SelfDistillError` naming the input; code behind the door
-trusts its inputs.
+trusts its inputs (private ``_``-functions, or ``check_input=False``).
+
+Each constraint on a parameter is declared once here, as an :class:`Interval` or a tuple
+of options; the solver, the pipeline, the estimator's ``_parameter_constraints``, the
+sweep config, the theory drivers and the command line all read these constants.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,15 +21,178 @@ import numpy as np
 from ._errors import SelfDistillError
 
 __all__ = [
+    "Interval",
+    "LAM_RANGE",
+    "LAM",
+    "Q",
+    "TOL",
+    "RATE",
+    "ROUNDS",
+    "MAX_ITER",
+    "PLL_LOSSES",
+    "BACKENDS",
+    "check_lam",
+    "check_in",
+    "check_option",
+    "DISTILL_CONSTRAINTS",
+    "check_params",
     "check_features",
     "check_labels",
     "check_targets",
     "check_rate",
-    "check_positive",
-    "check_lam",
-    "LAM_RANGE",
     "check_transition_matrix",
 ]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A range of numbers, printed in interval notation (``[0, 1)``, ``(0, inf)``).
+
+    Parameters
+    ----------
+    lo, hi : float or None
+        Bounds; None for an infinite side.
+    closed : {"both", "left", "right", "neither"}
+        Which bounds belong to the interval (scikit-learn's ``Interval`` convention).
+    integer : bool
+        Only integers (bools excluded) are accepted.
+    """
+
+    lo: float | None
+    hi: float | None
+    closed: str = "both"
+    integer: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if self.integer and not isinstance(value, numbers.Integral):
+            return False
+        v = float(value)
+        if math.isnan(v):
+            return False
+        if self.lo is not None and (v < self.lo or (v == self.lo and self.closed
+                                                     not in ("both", "left"))):
+            return False
+        if self.hi is not None and (v > self.hi or (v == self.hi and self.closed
+                                                     not in ("both", "right"))):
+            return False
+        return not math.isinf(v) or (self.lo is None if v < 0 else self.hi is None)
+
+    def __str__(self) -> str:
+        left = "[" if self.closed in ("both", "left") and self.lo is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.hi is not None else ")"
+        lo = "-inf" if self.lo is None else f"{self.lo:g}"
+        hi = "inf" if self.hi is None else f"{self.hi:g}"
+        return f"{left}{lo}, {hi}{right}"
+
+
+#: L2 strength: positive, and on a scale the float64 solver can handle (below 1e-12 the
+#: penalty vanishes under rounding and the fit does not terminate; above 1e4 every W is 0)
+LAM_RANGE = (1e-12, 1e4)
+LAM = Interval(*LAM_RANGE, closed="both")
+#: GCE exponent of the PLL loss; 0 is cross-entropy (its limit)
+Q = Interval(0.0, 1.0, closed="both")
+#: relative gradient tolerance of a fit: ``||grad|| <= tol ||grad at W = 0||``
+TOL = Interval(0.0, 1.0, closed="neither")
+#: noise rate
+RATE = Interval(0.0, 1.0, closed="left")
+#: SD rounds after the teacher
+ROUNDS = Interval(0, None, closed="left", integer=True)
+#: iteration cap of one fit
+MAX_ITER = Interval(1, None, closed="left", integer=True)
+#: losses of the PLL student (:mod:`selfdistill.distill`)
+PLL_LOSSES = ("gce", "two-hot")
+#: array backends of :func:`~selfdistill.fit_softmax`
+BACKENDS = ("numpy", "torch")
+
+
+def check_in(value: Any, interval: Interval, *, name: str) -> Any:
+    """Return ``value`` (as int or float) if it lies in ``interval``, else raise.
+
+    Examples
+    --------
+    >>> check_in(0.5, Q, name="q")
+    0.5
+    >>> check_in(2, Q, name="q")
+    Traceback (most recent call last):
+    ...
+    selfdistill._errors.SelfDistillError: q must be in [0, 1], got 2
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value not in interval:
+        kind = "an integer" if interval.integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise SelfDistillError(f"{name} must be {kind} in {interval}, got {value!r}")
+        what = "an integer in" if interval.integer else "in"
+        raise SelfDistillError(f"{name} must be {what} {interval}, got {value}")
+    return int(value) if interval.integer else float(value)
+
+
+def check_lam(lam: Any, *, name: str = "lam") -> float:
+    """Return lam as a float in :data:`LAM` (the message also names its domain ``(0, inf)``).
+
+    Examples
+    --------
+    >>> check_lam(1e-5)
+    1e-05
+    >>> check_lam(-1.0)
+    Traceback (most recent call last):
+    ...
+    selfdistill._errors.SelfDistillError: lam must be in [1e-12, 10000], got -1
+    """
+    if isinstance(lam, np.generic):
+        lam = lam.item()
+    if lam not in LAM:
+        if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+            raise SelfDistillError(f"{name} must be a number in {LAM}, got {lam!r}")
+        raise SelfDistillError(f"{name} must be in {LAM}, got {lam:g}")
+    return float(lam)
+
+
+def check_option(value: Any, options: tuple[str, ...], *, name: str) -> str:
+    """Return ``value`` if it is one of ``options``, else raise naming them all."""
+    if not isinstance(value, str) or value not in options:
+        raise SelfDistillError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+#: The knobs of a teacher -> SD -> PLL pipeline and their constraints (scikit-learn's
+#: ``_parameter_constraints`` idea): an :class:`Interval` or a tuple of options each.
+DISTILL_CONSTRAINTS: dict[str, Interval | tuple[str, ...]] = {
+    "lam": LAM,
+    "rounds": ROUNDS,
+    "pll_loss": PLL_LOSSES,
+    "q": Q,
+    "tol": TOL,
+    "max_iter": MAX_ITER,
+}
+
+
+def check_params(constraints: dict[str, Interval | tuple[str, ...]] = DISTILL_CONSTRAINTS,
+                 /, **params: Any) -> dict[str, Any]:
+    """Check each of ``params`` against its entry in ``constraints``; return them converted.
+
+    Examples
+    --------
+    >>> check_params(lam=1e-5, rounds=4, pll_loss="gce")
+    {'lam': 1e-05, 'rounds': 4, 'pll_loss': 'gce'}
+    >>> check_params(q=1.5)
+    Traceback (most recent call last):
+    ...
+    selfdistill._errors.SelfDistillError: q must be in [0, 1], got 1.5
+    """
+    out = {}
+    for name, value in params.items():
+        rule = constraints[name]
+        if rule is LAM:
+            out[name] = check_lam(value, name=name)
+        elif isinstance(rule, Interval):
+            out[name] = check_in(value, rule, name=name)
+        else:
+            out[name] = check_option(value, rule, name=name)
+    return out
 
 
 def _where(name: str, where: str | None) -> str:
@@ -124,42 +293,13 @@ def check_targets(T: Any, *, n_samples: int, name: str = "targets") -> np.ndarra
 
 
 def check_rate(rate: Any, *, name: str = "rate") -> float:
-    """Return a noise rate as a float in ``[0, 1)``."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise SelfDistillError(f"{name} must be a number in [0, 1), got {rate!r}")
-    value = float(rate)
-    if not (0.0 <= value < 1.0):
-        raise SelfDistillError(f"{name} must be in [0, 1), got {rate}")
-    return value
-
-
-def check_positive(value: Any, *, name: str) -> float:
-    """Return a finite float > 0 (for lam and friends)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SelfDistillError(f"{name} must be a number in (0, inf), got {value!r}")
-    out = float(value)
-    if not (np.isfinite(out) and out > 0):
-        raise SelfDistillError(f"{name} must be in (0, inf), got {value}")
-    return out
+    """Return a noise rate as a float in :data:`RATE`, ``[0, 1)``."""
+    return check_in(rate, RATE, name=name)
 
 
 #: Accepted L2 strengths, closed interval. Below 1e-12 the penalty vanishes against
 #: float64 rounding of the loss (the solver stops at once, at chance accuracy); above
 #: 1e4 the weights are ~0 and the line search's steps underflow.
-LAM_RANGE = (1e-12, 1e4)
-
-
-def check_lam(value: Any, *, name: str = "lam") -> float:
-    """Return ``lam`` as a float in :data:`LAM_RANGE` (``[1e-12, 10000]``)."""
-    lo, hi = LAM_RANGE
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise SelfDistillError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}")
-    out = float(value)
-    if not (lo <= out <= hi):
-        raise SelfDistillError(f"{name} must be in [{lo:g}, {hi:g}], got {value:g}")
-    return out
-
-
 def check_transition_matrix(T: Any, *, n_classes: int, where: str | None = None) -> np.ndarray:
     """Return a row-stochastic ``(K, K)`` transition matrix ``T[k, j] = P(given j | true k)``."""
     label = _where("transition matrix", where)

@@ -23,7 +23,7 @@ stay as they are).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -85,10 +85,6 @@ class Dataset:
     def n_test(self) -> int:
         """M, the number of test rows (0 without a test set)."""
         return 0 if self.X_test is None else int(self.X_test.shape[0])
-
-    def with_labels(self, y_train: np.ndarray, y_train_clean: np.ndarray | None) -> Dataset:
-        """A copy with other training labels (used after adding noise)."""
-        return replace(self, y_train=y_train, y_train_clean=y_train_clean)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

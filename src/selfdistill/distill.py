@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from ._errors import SelfDistillError
+from ._validation import PLL_LOSSES, check_features, check_labels, check_params
 from .losses import softmax
-from .solvers import FitResult, SpectralBasis, fit_softmax, one_hot
+from .solvers import FitResult, SpectralBasis, _fit_softmax, one_hot
 
 __all__ = [
     "NamedFit",
@@ -35,8 +36,6 @@ __all__ = [
     "self_distill",
     "model_names",
 ]
-
-PLL_LOSSES = ("gce", "two-hot")
 
 #: progress callback: (model name, index, total)
 Progress = Callable[[str, int, int], None]
@@ -65,16 +64,11 @@ class NamedFit:
         """``softmax(X W^T)``, shape (M, K)."""
         return softmax(np.asarray(X, dtype=np.float64) @ self.fit.W.T)
 
-    def record(self) -> dict[str, Any]:
-        """``name``, ``objective``, ``iterations``, ``seconds``, ``converged`` (history entry)."""
-        f = self.fit
-        return {
-            "name": self.name,
-            "objective": f.objective,
-            "iterations": f.iterations,
-            "seconds": f.seconds,
-            "converged": f.converged,
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """``name`` followed by :meth:`FitResult.to_dict` (objective, iterations, nfev,
+        seconds, converged, status, ...): a history entry or the fit part of a model record.
+        """
+        return {"name": self.name, **self.fit.to_dict()}
 
 
 def model_names(rounds: int, pll: bool) -> list[str]:
@@ -142,19 +136,19 @@ def self_distill(
 
     Parameters
     ----------
-    X : ndarray of shape (N, d)
-        Training features (Phi), already validated.
-    y : ndarray of shape (N,)
+    X : array-like of shape (N, d)
+        Training features (Phi).
+    y : array-like of shape (N,)
         Given (possibly noisy) labels in ``0..K-1``.
     lam : float
-        L2 strength shared by all models.
+        L2 strength shared by all models, in ``[1e-12, 1e4]``.
     rounds : int, default=4
         Number of SD students (``sd-1`` .. ``sd-rounds``); 0 for none.
     pll : bool, default=True
         Also fit the PLL student on the teacher's top-2 classes.
     pll_loss : {"gce", "two-hot"}, default="gce"
     q : float, default=0.7
-        GCE exponent for ``pll_loss="gce"``.
+        GCE exponent for ``pll_loss="gce"``, in ``[0, 1]``.
     n_classes : int, optional
         K (default ``max(y) + 1``).
     tol, max_iter : passed to :func:`~selfdistill.fit_softmax`.
@@ -170,6 +164,12 @@ def self_distill(
     list of NamedFit
         In the order of :func:`model_names`.
 
+    Raises
+    ------
+    SelfDistillError
+        A parameter outside its range (``selfdistill._validation``), features that are
+        not a finite 2-D array, labels outside ``0..K-1``.
+
     Examples
     --------
     >>> from selfdistill.datasets import load_digits_dataset
@@ -178,21 +178,46 @@ def self_distill(
     >>> [f.name for f in fits]
     ['teacher', 'sd-1', 'sd-2', 'pll']
     """
-    if pll_loss not in PLL_LOSSES:
-        raise SelfDistillError(f"pll_loss must be one of {PLL_LOSSES}, got {pll_loss!r}")
-    if rounds < 0:
-        raise SelfDistillError(f"rounds must be in [0, inf), got {rounds}")
+    params = check_params(lam=lam, rounds=rounds, pll_loss=pll_loss, q=q, tol=tol,
+                          max_iter=max_iter)
+    X = check_features(X)
+    y = check_labels(y, n_samples=X.shape[0], n_classes=n_classes, min_classes=1)
+    return _self_distill(X, y, pll=bool(pll), n_classes=n_classes, basis=basis,
+                         progress=progress, teacher_W=teacher_W, **params)
+
+
+def _self_distill(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    lam: float,
+    rounds: int,
+    pll: bool,
+    pll_loss: str,
+    q: float,
+    n_classes: int | None,
+    tol: float,
+    max_iter: int,
+    basis: SpectralBasis | None = None,
+    progress: Progress | None = None,
+    restarts: int = 0,
+    teacher_W: np.ndarray | None = None,
+) -> list[NamedFit]:
+    """:func:`self_distill` behind the door: trusted inputs, one chain for every caller.
+
+    ``restarts`` is passed to each fit (see :func:`~selfdistill.fit_softmax`).
+    """
     K = n_classes or int(np.max(y)) + 1
     if basis is None:
         basis = SpectralBasis.from_features(X)
     names = model_names(rounds, pll)
     total = len(names)
-    kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis, check_input=False)
+    kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis, restarts=restarts)
 
     def _fit(name: str, targets: np.ndarray, W0: np.ndarray | None, q_: float) -> NamedFit:
         if progress is not None:
             progress(name, len(out), total)
-        return NamedFit(name, fit_softmax(X, targets, W0=W0, q=q_, **kw))
+        return NamedFit(name, _fit_softmax(X, targets, W0=W0, q=q_, **kw))
 
     out: list[NamedFit] = []
     teacher = _fit("teacher", one_hot(y, K), teacher_W, 0.0)

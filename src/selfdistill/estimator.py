@@ -10,8 +10,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import LAM_RANGE, check_lam
-from .distill import PLL_LOSSES, model_names, self_distill
+from ._validation import LAM, MAX_ITER, PLL_LOSSES, ROUNDS, TOL, Q, check_lam
+from ._validation import Interval as _Range
+from .distill import _self_distill, model_names
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_selection import CV_TOL, cross_validate_pipeline
@@ -20,6 +21,11 @@ from .solvers import SpectralBasis
 __all__ = ["SelfDistillationClassifier"]
 
 MODES = ("pll", "multi", "teacher", "auto")
+
+
+def _sk(r: _Range) -> Interval:
+    """scikit-learn's ``Interval`` for one of :mod:`selfdistill._validation`'s ranges."""
+    return Interval(Integral if r.integer else Real, r.lo, r.hi, closed=r.closed)
 
 
 class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
@@ -67,7 +73,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     selected_ : str
         Name of the predicting model (``"teacher"``, ``"sd-t"`` or ``"pll"``).
     history_ : list of dict
-        One record per fitted model: name, objective, iterations, seconds, converged.
+        One record per fitted model (:meth:`~selfdistill.distill.NamedFit.to_dict`): name,
+        objective, iterations, nfev, seconds, converged, status, ...
     label_issues_ : ndarray of int
         Training rows whose given label disagrees with the predicting model, most
         confident first (see :mod:`selfdistill.issues`). With ``lam="auto"`` or
@@ -109,13 +116,13 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "lam": [Interval(Real, *LAM_RANGE, closed="both"), StrOptions({"auto"})],
-        "rounds": [Interval(Integral, 0, None, closed="left")],
+        "lam": [_sk(LAM), StrOptions({"auto"})],
+        "rounds": [_sk(ROUNDS)],
         "mode": [StrOptions(set(MODES))],
-        "q": [Interval(Real, 0, 1, closed="both")],
+        "q": [_sk(Q)],
         "pll_loss": [StrOptions(set(PLL_LOSSES))],
-        "tol": [Interval(Real, 0, None, closed="neither")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [_sk(TOL)],
+        "max_iter": [_sk(MAX_ITER)],
         "cv": [Interval(Integral, 2, None, closed="left")],
         "lam_grid": ["array-like"],
         "random_state": ["random_state"],
@@ -190,9 +197,11 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.lam_ = sel.best_lam
         else:
             self.lam_ = float(self.lam)
-        fits = self_distill(
+        # parameters checked by _fit_context against _parameter_constraints, X and y by
+        # validate_data: the trusted chain
+        fits = _self_distill(
             X, y_enc, lam=self.lam_, rounds=rounds, pll=pll, pll_loss=self.pll_loss,
-            q=self.q, n_classes=K, tol=self.tol, max_iter=self.max_iter,
+            q=float(self.q), n_classes=K, tol=float(self.tol), max_iter=int(self.max_iter),
             basis=SpectralBasis.from_features(X),
         )
         by_name = {f.name: f for f in fits}
@@ -204,7 +213,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.selected_ = "pll" if pll else "teacher"
         chosen = by_name[self.selected_]
         self.coef_ = chosen.W
-        self.history_ = [f.record() for f in fits]
+        self.history_ = [f.to_dict() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
         if self.cv_results_ is not None:
             iss = label_issues_from_cv(sel, X, y_enc, model=self.selected_)

@@ -25,19 +25,12 @@ import numpy as np
 
 __all__ = [
     "softmax",
-    "log_softmax",
     "objective",
     "logit_loss_grad",
     "logit_hvp",
     "loss_grad",
     "hvp",
 ]
-
-
-def log_softmax(Z: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax, stable for large logits."""
-    Zs = Z - Z.max(axis=1, keepdims=True)
-    return Zs - np.log(np.exp(Zs).sum(axis=1, keepdims=True))
 
 
 def softmax(Z: np.ndarray) -> np.ndarray:

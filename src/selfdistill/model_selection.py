@@ -61,13 +61,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .distill import model_names, self_distill
+from ._errors import SelfDistillError
+from ._validation import check_lam, check_params
+from .distill import _self_distill, model_names
 from .losses import softmax
 from .solvers import SpectralBasis
 
-__all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "choose_model",
-           "select_candidate", "AutoSelection", "resolve_auto", "corrected_accuracy",
-           "DEFAULT_LAM_GRID"]
+__all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
+           "AutoSelection", "resolve_auto", "corrected_accuracy", "DEFAULT_LAM_GRID"]
 
 #: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
 #: settle long before the weights do: on BANKING77 (lam=1e-5, sym 0 and 0.8) every
@@ -114,7 +115,6 @@ class CVSelection:
     scores: np.ndarray
     best_lam: float
     best_model: str
-    method: str = "cv"
     n_splits: int = 3
     stderr: np.ndarray | None = None
     z: float = 0.0
@@ -179,22 +179,6 @@ class CVSelection:
                                  and self.best_lam in (min(self.lams), max(self.lams))),
             "seconds": float(self.seconds),
         }
-
-
-def choose_model(scores: Sequence[float], names: Sequence[str], margin: float = 0.0) -> str:
-    """Pick the best-scoring model; ties (within ``margin``) go to the earliest (simplest).
-
-    Examples
-    --------
-    >>> choose_model([0.90, 0.905, 0.89], ["teacher", "sd-1", "pll"], margin=0.01)
-    'teacher'
-    """
-    scores = np.asarray(scores, dtype=float)
-    best = float(np.max(scores))
-    for name, s in zip(names, scores):
-        if s >= best - margin:
-            return name
-    return names[int(np.argmax(scores))]  # pragma: no cover
 
 
 def select_candidate(correct: np.ndarray, lams: Sequence[float],
@@ -307,7 +291,10 @@ def cross_validate_pipeline(
     from sklearn.model_selection import StratifiedKFold
 
     t0 = time.perf_counter()
-    lams = [float(v) for v in lams]
+    lams = [check_lam(v, name="lams[]") for v in lams]
+    if not lams:
+        raise SelfDistillError("lams must list at least one candidate")
+    check_params(rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
     names = model_names(rounds, pll)
     K, N, d = int(n_classes), X.shape[0], X.shape[1]
     n_splits = int(max(2, min(n_splits, N)))
@@ -333,8 +320,9 @@ def cross_validate_pipeline(
         for a in order:
             if a not in active:
                 continue
-            fits = self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
-                                pll_loss=pll_loss, q=q, n_classes=K, tol=tol, basis=basis)
+            fits = _self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
+                                 pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
+                                 max_iter=2000, basis=basis)
             for b, nf in enumerate(fits):
                 weights[a, b, f] = nf.W
                 correct[a, b, va] = np.argmax(Xva @ nf.W.T, axis=1) == y[va]
@@ -561,9 +549,12 @@ def resolve_auto(
     if score not in _RULE_TEXT:
         raise ValueError(f"score must be one of {sorted(_RULE_TEXT)}, got {score!r}")
     t0 = time.perf_counter()
+    grid = sorted({check_lam(v, name="lams[]") for v in lams}, reverse=True)
+    if not grid:
+        raise SelfDistillError("lams must list at least one candidate")
+    check_params(rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
     y = np.asarray(y)
     K, N = int(n_classes), X.shape[0]
-    grid = sorted({float(v) for v in lams}, reverse=True)
     counts = np.bincount(y, minlength=K)
     n_splits = int(max(2, min(n_splits, N, counts[counts > 0].min() if counts.any() else 2)))
     with warnings.catch_warnings():
@@ -591,9 +582,10 @@ def resolve_auto(
             Ws = []
             for f, (tr, va) in enumerate(folds):
                 tr = rows_of(tr)
-                fits = self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
-                                    n_classes=K, tol=tol,
-                                    teacher_W=None if W_prev is None else W_prev[f])
+                fits = _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
+                                     pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
+                                     max_iter=2000,
+                                     teacher_W=None if W_prev is None else W_prev[f])
                 Ws.append(fits[0].W)
                 for nf in fits:
                     Ps[nf.name][va] = _softmax_rows(X[va], nf.W)
@@ -644,9 +636,9 @@ def resolve_auto(
             Pm = {n: np.zeros((N, K)) for n in rest}
             for f, (tr, va) in enumerate(folds):
                 trk = tr[keep[tr]]
-                fits = self_distill(X[trk], y[trk], lam=lam_ref, rounds=rounds, pll=pll,
-                                    pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                    teacher_W=W_ref[f])
+                fits = _self_distill(X[trk], y[trk], lam=lam_ref, rounds=rounds, pll=pll,
+                                     pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
+                                     max_iter=2000, teacher_W=W_ref[f])
                 for nf in fits:
                     if nf.name in Pm:
                         Pm[nf.name][va] = _softmax_rows(X[va], nf.W)

@@ -297,8 +297,8 @@ def idn_labels(y: np.ndarray, rate: float, n_classes: int, *, features: np.ndarr
     sub = np.sort(np.concatenate(sub))
     X = np.asarray(features, dtype=np.float64)
     lam = IDN_LAM * float(np.mean(np.einsum("ij,ij->i", X[sub], X[sub]))) + 1e-12
-    W = fit_softmax(X[sub], one_hot(y[sub], K), lam=lam, tol=1e-5, max_iter=500,
-                    check_input=False).W
+    W, _ = fit_softmax(X[sub], one_hot(y[sub], K), lam=lam, tol=1e-5, max_iter=500,
+                       check_input=False)
     P = np.empty((N, K))
     for start in range(0, N, 65536):
         P[start:start + 65536] = softmax(X[start:start + 65536] @ W.T)

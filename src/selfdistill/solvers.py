@@ -51,7 +51,19 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
 from ._errors import SelfDistillError
-from ._validation import check_features, check_labels, check_lam, check_targets
+from ._validation import (
+    BACKENDS,
+    MAX_ITER,
+    ROUNDS,
+    TOL,
+    Q,
+    check_features,
+    check_in,
+    check_labels,
+    check_lam,
+    check_option,
+    check_targets,
+)
 from .losses import logit_loss_grad
 
 __all__ = ["FitResult", "SpectralBasis", "fit_softmax", "one_hot", "STATUS_MESSAGES"]
@@ -67,7 +79,7 @@ STATUS_MESSAGES: dict[int, str] = {
 
 @dataclass(frozen=True)
 class FitResult:
-    """Outcome of one fit; unpacks as ``W, info = fit_softmax(...)``.
+    """Outcome of one fit (:func:`fit_softmax` returns ``W, info`` with ``info`` one of these).
 
     Attributes
     ----------
@@ -80,14 +92,18 @@ class FitResult:
     grad_norm0 : float
         ``||dF/dW||_F`` at ``W = 0`` (the convergence scale).
     iterations : int
-        Solver iterations.
+        Solver iterations (L-BFGS steps), over all restarts.
+    nfev : int
+        Evaluations of the objective and its gradient: line-search trials plus exact
+        float64 recomputations, over all restarts.
     seconds : float
         Wall-clock time of the fit (basis computation excluded when it was given).
     converged : bool
     status : int
         Key of :data:`STATUS_MESSAGES`.
     message : str
-    solver : str
+    restarts : int
+        Restarts after a precision stop that were used.
     """
 
     W: np.ndarray
@@ -95,26 +111,28 @@ class FitResult:
     grad_norm: float
     grad_norm0: float
     iterations: int
+    nfev: int
     seconds: float
     converged: bool
     status: int
     message: str
-    solver: str
+    restarts: int = 0
 
-    def __iter__(self):
-        """Unpack as ``W, info``."""
-        return iter((self.W, self))
-
-    def __getitem__(self, key: str) -> Any:
-        """Dict-style access to fields (``info["objective"]``)."""
-        if key == "W" or key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
+    @property
+    def relative_grad(self) -> float:
+        """``grad_norm / grad_norm0``, the quantity compared with ``tol``."""
+        return self.grad_norm / max(self.grad_norm0, 1e-300)
 
     def to_dict(self) -> dict[str, Any]:
-        """The scalar fields (everything but ``W``) as a JSON-ready dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "W"}
+        """The fit as a record: every field but ``W``, plus ``relative_grad``.
+
+        The one projection of a fit: the estimator's ``history_``, the ``models`` records
+        of a run and the theory's fit records all use it.
+        """
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                               if f.name != "W"}
+        out["relative_grad"] = self.relative_grad
+        return out
 
 
 @dataclass(frozen=True)
@@ -340,8 +358,9 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
     """Step ``t`` along ``d`` meeting the strong Wolfe conditions (c1=1e-4, c2=0.9).
 
     Every trial costs only N x K element-wise work: the logits move as ``Z + t Zd``.
-    Cubic interpolation between bracketing points; returns
-    ``(t, value, data value, dZ, Z_t)`` or ``None`` when no acceptable step is found.
+    Cubic interpolation between bracketing points; returns ``(found, trials)``: ``found``
+    is ``(t, value, data value, dZ, Z_t)`` or ``None`` when no acceptable step is found,
+    ``trials`` the number of function evaluations spent.
     """
     pen_cd, pen_dd = float(np.sum(pen * C * d)), float(np.sum(pen * d * d))
     pen_cc = float(np.sum(pen * C * C))
@@ -376,39 +395,39 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
         val, der, v, dZ, Zt = phi(t)
         n += 1
         if approx_wolfe(val, der):
-            return (t, val, v, dZ, Zt)
+            return (t, val, v, dZ, Zt), n
         if accept(t, val) and (best is None or val < best[1]):
             best = (t, val, v, dZ, Zt)
         if not accept(t, val) or (n > 1 and val >= prev[1]):
             lo, hi = prev, (t, val, der)
             break
         if abs(der) <= -c2 * slope0:
-            return (t, val, v, dZ, Zt)
+            return (t, val, v, dZ, Zt), n
         if der >= 0:
             lo, hi = (t, val, der), prev
             break
         prev = (t, val, der)
         t *= 4.0
     if lo is None:
-        return best
+        return best, n
     # zoom phase (Algorithm 3.6) with safeguarded cubic interpolation
     while n < max_trials:
         t = _cubic_min(*lo, *hi)
         val, der, v, dZ, Zt = phi(t)
         n += 1
         if approx_wolfe(val, der):
-            return (t, val, v, dZ, Zt)
+            return (t, val, v, dZ, Zt), n
         if not accept(t, val) or val >= lo[1]:
             hi = (t, val, der)
             continue
         if best is None or val < best[1]:
             best = (t, val, v, dZ, Zt)
         if abs(der) <= -c2 * slope0:
-            return (t, val, v, dZ, Zt)
+            return (t, val, v, dZ, Zt), n
         if der * (hi[0] - lo[0]) >= 0:
             hi = lo
         lo = (t, val, der)
-    return best
+    return best, n
 
 
 def _cubic_min(a, fa, ga, b, fb, gb):
@@ -446,12 +465,19 @@ def _cubic_min(a, fa, ga, b, fb, gb):
         return float(min(max(t, lo + 0.1 * width), hi - 0.1 * width))
 
 
-def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
+def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback, restarts=0):
     """L-BFGS on the preconditioned variables ``C`` with incremental logits/gradient.
 
-    Returns ``C, f, G, iterations, status`` with ``G`` exact (float64, refreshed).
+    A line search without decrease from exact float64 values (a precision stop) ends the
+    run with status 2, unless ``restarts`` remain: then the L-BFGS memory is dropped
+    and the run goes on from the same point along the steepest descent.
+
+    Returns ``C, f, G, iterations, status, nfev, restarts_used`` with ``G`` exact
+    (float64, refreshed).
     """
     C = C0
+    nfev = 1
+    restarts_used = 0
     Z, data_f, dZ, GD = ops.refresh(C)
     G = GD + pen * C
     f = data_f + 0.5 * float(np.sum(pen * C * C))
@@ -463,10 +489,11 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
     it = 0
     while True:
         if not np.isfinite(f) or not np.all(np.isfinite(G)):
-            return C, f, G, it, 3
+            return C, f, G, it, 3, nfev, restarts_used
         gnorm = float(np.linalg.norm(G * gscale))
         if gnorm <= gtol_abs and not fresh:
             Z, data_f, dZ, GD = ops.refresh(C)
+            nfev += 1
             G = GD + pen * C
             f = data_f + 0.5 * float(np.sum(pen * C * C))
             fresh, since_refresh = True, 0
@@ -474,13 +501,14 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
         if callback is not None:
             callback(it, f, gnorm)
         if gnorm <= gtol_abs:
-            return C, f, G, it, 0
+            return C, f, G, it, 0, nfev, restarts_used
         if it >= max_iter:
             if not fresh:
                 Z, data_f, dZ, GD = ops.refresh(C)
+                nfev += 1
                 G = GD + pen * C
                 f = data_f + 0.5 * float(np.sum(pen * C * C))
-            return C, f, G, it, 1
+            return C, f, G, it, 1, nfev, restarts_used
         # two-loop recursion
         qv = G.copy()
         alphas = []
@@ -499,16 +527,22 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
             S.clear(), Yd.clear(), rho.clear()
             d, slope0 = -G, -float(np.vdot(G, G))
         Zd = ops.direction(d)
-        found = _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f)
+        found, trials = _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f)
+        nfev += trials
         if found is None:
             if not fresh:  # maybe float32 drift: recompute exactly and try again
                 Z, data_f, dZ, GD = ops.refresh(C)
+                nfev += 1
                 G = GD + pen * C
                 f = data_f + 0.5 * float(np.sum(pen * C * C))
                 fresh, since_refresh = True, 0
                 S.clear(), Yd.clear(), rho.clear()
                 continue
-            return C, f, G, it, 2
+            if S and restarts_used < restarts:  # precision stop: go on without the memory
+                restarts_used += 1
+                S.clear(), Yd.clear(), rho.clear()
+                continue
+            return C, f, G, it, 2, nfev, restarts_used
         t, f_new, data_f, dZ_new, Z = found
         step = t * d
         dG = ops.grad_change(dZ_new, dZ) + pen * step
@@ -524,13 +558,10 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback):
         fresh = False
         if since_refresh >= 50:  # bound the float32 drift of Z and G
             Z, data_f, dZ, GD = ops.refresh(C)
+            nfev += 1
             G = GD + pen * C
             f = data_f + 0.5 * float(np.sum(pen * C * C))
             fresh, since_refresh = True, 0
-
-
-SOLVERS = ("lbfgs",)
-BACKENDS = ("numpy", "torch")
 
 
 def fit_softmax(
@@ -542,7 +573,6 @@ def fit_softmax(
     W0: np.ndarray | None = None,
     tol: float = 1e-6,
     max_iter: int = 2000,
-    solver: str = "lbfgs",
     memory: int = 10,
     basis: SpectralBasis | None = None,
     n_classes: int | None = None,
@@ -551,7 +581,8 @@ def fit_softmax(
     n_threads: int | None = None,
     backend: str = "numpy",
     device: str | None = None,
-) -> FitResult:
+    restarts: int = 0,
+) -> tuple[np.ndarray, FitResult]:
     """Exact minimiser of the L2-regularised softmax objective on soft or hard targets.
 
     Parameters
@@ -561,15 +592,17 @@ def fit_softmax(
     targets : array-like of shape (N, K) or (N,)
         Soft targets with rows summing to 1 (Y in theory-derivation.md), or integer labels.
     lam : float, default=1e-5
-        L2 strength; the objective is ``(1/N) sum_i CE + (lam/2) ||W||^2``.
+        L2 strength in :data:`~selfdistill._validation.LAM` (``[1e-12, 1e4]``); the
+        objective is ``(1/N) sum_i CE + (lam/2) ||W||^2``.
     q : float, default=0.0
-        0 for cross-entropy; in (0, 1] for the GCE loss (non-convex: a stationary point).
+        In ``[0, 1]``: 0 for cross-entropy, otherwise the GCE loss (non-convex: a
+        stationary point).
     W0 : ndarray of shape (K, d), optional
         Warm start (a student starts from its teacher).
     tol : float, default=1e-6
-        Stop when ``||grad|| <= tol * ||grad at W=0||``.
+        In ``(0, 1)``. Stop when ``||grad|| <= tol * ||grad at W=0||``.
     max_iter : int, default=2000
-    solver : {"lbfgs"}, default="lbfgs"
+        Iteration cap, at least 1.
     memory : int, default=10
         L-BFGS history length.
     basis : SpectralBasis, optional
@@ -587,12 +620,17 @@ def fit_softmax(
         objective to about 1e-6 relative or better.
     device : str, optional
         Torch device; default ``"cuda"`` when available, else ``"cpu"``.
+    restarts : int, default=0
+        After a precision stop (status 2: no decrease found along the L-BFGS direction,
+        from exact float64 values), drop the L-BFGS memory and go on from the same point,
+        at most this many times.
 
     Returns
     -------
-    FitResult
-        Unpacks as ``W, info``; ``info.objective``, ``info.iterations``,
-        ``info.seconds``, ``info.converged``.
+    W : ndarray of shape (K, d)
+    info : FitResult
+        ``info.objective``, ``info.iterations``, ``info.nfev``, ``info.seconds``,
+        ``info.converged`` (``info.W`` is ``W``).
 
     Warns
     -----
@@ -607,27 +645,57 @@ def fit_softmax(
     >>> W.shape, info.converged
     ((2, 5), True)
     """
-    t0 = time.perf_counter()
     if check_input:
         X = check_features(X)
         lam = check_lam(lam)
+        q = check_in(q, Q, name="q")
+        tol = check_in(tol, TOL, name="tol")
+        max_iter = check_in(max_iter, MAX_ITER, name="max_iter")
+        restarts = check_in(restarts, ROUNDS, name="restarts")
+        check_option(backend, BACKENDS, name="backend")
         t_arr = np.asarray(targets)
         if t_arr.ndim == 1:
             y = check_labels(t_arr, n_samples=X.shape[0], n_classes=n_classes, min_classes=1)
             targets = one_hot(y, n_classes or int(y.max()) + 1)
         else:
             targets = check_targets(t_arr, n_samples=X.shape[0])
-        if not (0.0 <= q <= 1.0):
-            raise SelfDistillError(f"q must be in [0, 1], got {q}")
-        if backend not in BACKENDS:
-            raise SelfDistillError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if solver not in SOLVERS:
-            raise SelfDistillError(f"solver must be one of {SOLVERS}, got {solver!r}")
         if targets.shape[1] < 2:
             raise SelfDistillError("targets must cover at least 2 classes")
+        if W0 is not None and np.shape(W0) != (targets.shape[1], X.shape[1]):
+            raise SelfDistillError(
+                f"W0 must have shape {(targets.shape[1], X.shape[1])}, got {np.shape(W0)}")
     T = np.asarray(targets)
     if T.ndim == 1:  # trusted integer labels
         T = one_hot(T.astype(np.intp), n_classes or int(T.max()) + 1)
+    res = _fit_softmax(X, T, lam, q=q, W0=W0, tol=tol, max_iter=max_iter, memory=memory,
+                       basis=basis, callback=callback, n_threads=n_threads, backend=backend,
+                       device=device, restarts=restarts)
+    return res.W, res
+
+
+def _fit_softmax(
+    X: np.ndarray,
+    T: np.ndarray,
+    lam: float,
+    *,
+    q: float = 0.0,
+    W0: np.ndarray | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 2000,
+    memory: int = 10,
+    basis: SpectralBasis | None = None,
+    callback: Callable[[int, float, float], None] | None = None,
+    n_threads: int | None = None,
+    backend: str = "numpy",
+    device: str | None = None,
+    restarts: int = 0,
+) -> FitResult:
+    """:func:`fit_softmax` behind the door: trusted inputs, soft targets ``T`` (N, K).
+
+    For callers that validated already (the pipeline, the theory drivers); returns the
+    :class:`FitResult` itself.
+    """
+    t0 = time.perf_counter()
     T = np.asarray(T, dtype=np.float64)
     N, K = T.shape
     n_threads = _n_threads(n_threads)
@@ -640,14 +708,7 @@ def fit_softmax(
         if basis is None:
             basis = SpectralBasis.from_features(X, n_threads=n_threads)
         XV, s2, V = basis.XV, basis.s2, basis.V
-        if W0 is not None:
-            W0 = np.asarray(W0, dtype=np.float64)
-            if check_input and W0.shape != (K, X.shape[1]):
-                raise SelfDistillError(
-                    f"W0 must have shape {(K, X.shape[1])}, got {W0.shape}")
-            B0 = W0 @ V
-        else:
-            B0 = None
+        B0 = None if W0 is None else np.asarray(W0, dtype=np.float64) @ V
         r = len(s2)
         shape = (K, r)
         D = _preconditioner(s2, N, K, lam)
@@ -669,8 +730,8 @@ def fit_softmax(
         else:
             pool = stack.enter_context(_pool(n_threads))
             ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads))
-        C, f, g, iters, status = _lbfgs(ops, C0, pen, gscale, tol * g0, max_iter, memory,
-                                        callback)
+        C, f, g, iters, status, nfev, used = _lbfgs(ops, C0, pen, gscale, tol * g0, max_iter,
+                                                    memory, callback, restarts)
         B = C * dinv_sqrt
         W = B @ V.T
     grad_norm = float(np.linalg.norm(g * gscale))
@@ -680,7 +741,7 @@ def fit_softmax(
             f"fit_softmax did not converge ({STATUS_MESSAGES[status]}; relative gradient "
             f"{grad_norm / max(g0, 1e-300):.2e} > tol {tol:.0e}). Increase max_iter or lam.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return FitResult(
         W=W,
@@ -688,9 +749,10 @@ def fit_softmax(
         grad_norm=grad_norm,
         grad_norm0=g0,
         iterations=int(iters),
+        nfev=int(nfev),
         seconds=time.perf_counter() - t0,
         converged=converged,
         status=status,
         message=STATUS_MESSAGES[status],
-        solver=solver,
+        restarts=int(used),
     )

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from .._errors import SelfDistillError
-from .._io import output_batch, write_text_atomic
+from .._io import _jsonable, output_batch, write_json, write_text_atomic  # noqa: F401
 from .._validation import LAM_RANGE, check_lam
 from ._app import error_console, fail
 
@@ -33,25 +28,6 @@ def parse_lam(value: str) -> float | str:
         raise SelfDistillError(f"--lam must be a number in [{lo:g}, {hi:g}] or 'auto', "
                                f"got {value!r}") from None
     return check_lam(lam, name="--lam")
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (NaN -> null, numpy -> lists)."""
-    write_text_atomic(path, json.dumps(_jsonable(data), indent=2) + "\n")
 
 
 def fmt_pct(x: float | None) -> str:

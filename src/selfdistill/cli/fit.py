@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..distill import PLL_LOSSES
+from .._validation import PLL_LOSSES, Q, check_option
 from ._app import app, console
 from ._common import (
     check_distinct_paths,
@@ -76,7 +76,7 @@ def fit(
     lam: str = typer.Option("1e-5", help="L2 strength, or 'auto' (CV on the given labels)."),
     rounds: int = typer.Option(4, min=0, help="Self-distillation rounds."),
     pll: bool = typer.Option(True, "--pll/--no-pll", help="Also fit the top-2 PLL student."),
-    q: float = typer.Option(0.7, min=0.0, max=1.0, help="GCE exponent of the PLL loss."),
+    q: float = typer.Option(0.7, min=Q.lo, max=Q.hi, help=f"GCE exponent of the PLL loss, in {Q}."),
     pll_loss: str = typer.Option("gce", help=f"PLL loss: {' or '.join(PLL_LOSSES)}."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
@@ -95,10 +95,7 @@ def fit(
                               "--noise matrix": Path(spec.source) if spec.source else None},
                              {"--issues": issues, "--json": json_out})
         lam_v = parse_lam(lam)
-        if pll_loss not in PLL_LOSSES:
-            from .._errors import SelfDistillError
-            raise SelfDistillError(f"--pll-loss must be one of {', '.join(PLL_LOSSES)}, "
-                                   f"got {pll_loss!r}")
+        check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
         for out in (json_out, issues):
             if out is not None and out.is_dir():
                 from .._errors import SelfDistillError

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from .._validation import PLL_LOSSES
 from ._app import app, console
 from ._common import check_distinct_paths, fmt_pct, guard, progress_bar, write_json
 
@@ -105,7 +106,9 @@ def theory(
     c: float = typer.Option(0.4, "--c", help="Within-class feature correlation, 1 > c > d."),
     d: float = typer.Option(0.1, "--d", help="Across-class feature correlation, d >= 0."),
     eta: float = typer.Option(0.6, "--eta", help="Noise rate in [0, 1)."),
-    noise: str = typer.Option("sym", "--noise", help="Noise kind: sym, asym or none."),
+    noise: str = typer.Option("sym", "--noise",
+                              help="Noise kind (sym, asym or none), or KIND:RATE as in `fit` "
+                                   "(sets --eta)."),
     lam: float = typer.Option(1e-4, "--lam", help="L2 strength (> 0)."),
     rounds: int = typer.Option(None, "--rounds",
                                help="SD rounds after the teacher; rounds 1..R+1 are reported "
@@ -130,7 +133,8 @@ def theory(
     lams: str = typer.Option("1e-4,1e-3,1e-2,3e-2", "--lams",
                              help="--view lams: L2 strengths, comma-separated."),
     pll_loss: str = typer.Option("two-hot", "--pll-loss",
-                                 help="Loss of the exact PLL student: two-hot or gce."),
+                                 help="Loss of the exact PLL student: "
+                                      f"{' or '.join(sorted(PLL_LOSSES, reverse=True))}."),
     tol: float = typer.Option(1e-6, "--tol", help="Relative gradient tolerance of exact fits."),
     json_out: Path = typer.Option(None, "--json", help="Write the result as JSON here."),
     plot: Path = typer.Option(None, "--plot", help="Write the figure (PNG) here."),
@@ -143,34 +147,36 @@ def theory(
     round, and one PLL student on the teacher's top-2 classes.
     """
     from .._errors import SelfDistillError
-    from .._validation import check_lam
+    from .._validation import TOL, check_in, check_lam, check_option
+    from ..noise import NoiseSpec
     from ..theory import lam_sweep, population_view, run_block_experiment
     from ..theory.plots import plot_block_experiment, plot_lam_sweep, plot_population
 
     with guard():
         if view not in VIEWS:
             raise SelfDistillError(f"--view must be one of {', '.join(VIEWS)}, got {view!r}")
-        if pll_loss not in ("two-hot", "gce"):
-            raise SelfDistillError(f"--pll-loss must be two-hot or gce, got {pll_loss!r}")
+        check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
+        check_in(tol, TOL, name="--tol")
         check_lam(lam, name="--lam")
-        if not (0 < tol < 1):
-            raise SelfDistillError(f"--tol must be in (0, 1), got {tol}")
+        if ":" in noise:  # the fit spelling, KIND:RATE: one parser for both commands
+            spec = NoiseSpec.parse(noise)
+            noise, eta = spec.kind, spec.rate
         _check_out(json_out, ".json", "--json")
         _check_out(plot, ".png", "--plot")
         check_distinct_paths({}, {"--json": json_out, "--plot": plot})
         R = DEFAULT_ROUNDS[view] if rounds is None else rounds
         solver = DEFAULT_SOLVER[view] if solver is None else solver
         with progress_bar(f"theory ({view})", quiet=quiet) as update:
+            block = dict(K=K, n=n, c=c, d=d, noise=noise, rounds=R, solver=solver, tol=tol,
+                         progress=update)
             if view == "rounds":
-                res = run_block_experiment(K, n, c, d, eta, noise, lam, R, solver, seed,
-                                           pll_loss=pll_loss, tol=tol, progress=update)
+                res = run_block_experiment(**block, eta=eta, lam=lam, seed=seed,
+                                           pll_loss=pll_loss)
             elif view == "population":
-                res = population_view(K, n, c, d, lam, _floats(etas, "--etas"), seeds, R,
-                                      noise, solver, tol=tol, progress=update)
+                res = population_view(**block, etas=_floats(etas, "--etas"), lam=lam,
+                                      seeds=seeds)
             else:
-                lam_list = [check_lam(v, name="--lams entry") for v in _floats(lams, "--lams")]
-                res = lam_sweep(K, n, c, d, eta, lam_list, R, noise, solver,
-                                seed, tol=tol, progress=update)
+                res = lam_sweep(**block, eta=eta, lams=_floats(lams, "--lams"), seed=seed)
         if json_out is not None:
             write_json(json_out, res)
         if plot is not None:

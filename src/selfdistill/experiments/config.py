@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import SelfDistillError
-from .._validation import LAM_RANGE
+from .._validation import LAM, PLL_LOSSES, RATE, TOL, Interval, Q, check_params
 
 __all__ = ["SweepConfig", "GridPoint", "load_config", "parse_config", "NOISE_KINDS",
            "METHODS", "NAMED_DATASETS"]
@@ -165,6 +165,17 @@ def _number(v: Any, source: str, key: str) -> float:
     return float(v)
 
 
+def _checked(v: Any, source: str, key: str, rule: Interval | tuple[str, ...]) -> Any:
+    """``v`` checked against its rule in :mod:`selfdistill._validation`.
+
+    Errors read ``source: key: must be ...``.
+    """
+    try:
+        return check_params({key: rule}, **{key: v})[key]
+    except SelfDistillError as exc:
+        raise _err(source, key, str(exc).removeprefix(f"{key} ")) from None
+
+
 def _int(v: Any, source: str, key: str, lo: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise _err(source, key, f"must be an integer in [{lo}, inf), got {v!r}")
@@ -255,10 +266,8 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>",
 
     rates = []
     for i, r in enumerate(_as_list(grid_in.get("rates", [0.0]), source, "grid.rates")):
-        v = _number(r, source, f"grid.rates[{i}]")
-        if not 0.0 <= v < 1.0:
-            raise _err(source, f"grid.rates[{i}]", f"must be in [0, 1), got {r}")
-        rates.append(v)
+        rates.append(_checked(_number(r, source, f"grid.rates[{i}]"), source,
+                              f"grid.rates[{i}]", RATE))
     grid["rates"] = _unique(rates)
 
     grid["seeds"] = _unique([_int(s, source, f"grid.seeds[{i}]")
@@ -266,11 +275,8 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>",
                                                             "grid.seeds"))])
     lams = []
     for i, lam in enumerate(_as_list(grid_in.get("lam", [1e-5]), source, "grid.lam")):
-        v = _number(lam, source, f"grid.lam[{i}]")
-        if not LAM_RANGE[0] <= v <= LAM_RANGE[1]:
-            raise _err(source, f"grid.lam[{i}]",
-                       f"must be in [{LAM_RANGE[0]:g}, {LAM_RANGE[1]:g}], got {lam}")
-        lams.append(v)
+        lams.append(_checked(_number(lam, source, f"grid.lam[{i}]"), source,
+                             f"grid.lam[{i}]", LAM))
     grid["lam"] = _unique(lams)
 
     methods = _as_list(grid_in.get("methods", list(METHODS)), source, "grid.methods")
@@ -301,20 +307,12 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>",
                        f"{opts_in['select']!r}")
         opts["select"] = opts_in["select"]
     if "pll_loss" in opts_in:
-        if opts_in["pll_loss"] not in ("gce", "two-hot"):
-            raise _err(source, "options.pll_loss", f"must be gce or two-hot, got "
-                       f"{opts_in['pll_loss']!r}")
-        opts["pll_loss"] = opts_in["pll_loss"]
-    if "q" in opts_in:
-        q = _number(opts_in["q"], source, "options.q")
-        if not 0 < q <= 1:
-            raise _err(source, "options.q", f"must be in (0, 1], got {opts_in['q']}")
-        opts["q"] = q
-    if "tol" in opts_in:
-        tol = _number(opts_in["tol"], source, "options.tol")
-        if not tol > 0:
-            raise _err(source, "options.tol", f"must be in (0, inf), got {opts_in['tol']}")
-        opts["tol"] = tol
+        opts["pll_loss"] = _checked(opts_in["pll_loss"], source, "options.pll_loss",
+                                    PLL_LOSSES)
+    for key, rule in (("q", Q), ("tol", TOL)):
+        if key in opts_in:
+            opts[key] = _checked(_number(opts_in[key], source, f"options.{key}"), source,
+                                 f"options.{key}", rule)
     if "blas_threads" in opts_in:
         opts["blas_threads"] = _int(opts_in["blas_threads"], source, "options.blas_threads",
                                     lo=1)

@@ -106,7 +106,7 @@ def write_demo_outputs(records: list[dict[str, Any]], out: Path,
     With the demo's ``ds``, the report also compares each SD round with theory-derivation.md's
     linearised prediction (``theory_vs_measurement.png``).
     """
-    from ..cli._common import write_json  # shared JSON writer (numpy-safe, atomic)
+    from .._io import write_json
 
     rows = [r for rec in records for r in flatten_record(rec)]
     paths = {

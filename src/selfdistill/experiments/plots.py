@@ -7,28 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .._plotting import pyplot as _plt
+from .._plotting import savefig
 from .tables import aggregate, round_index
 
 __all__ = ["plot_accuracy_vs_rounds", "plot_methods_vs_rate", "plot_noisy_subset", "savefig"]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def savefig(fig, path: str | Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
-    from .._io import atomic_path
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    _plt().close(fig)
-    return Path(path)
 
 
 def _panels_by_kind(rows: list[dict[str, Any]], metric: str):

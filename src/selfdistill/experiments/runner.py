@@ -57,7 +57,7 @@ def evaluate_models(
         rec["noisy_subset_acc"] = (
             None if noisy is None or not noisy.any() else _acc(pred_tr[noisy], y_clean[noisy])
         )
-        rec.update({k: v for k, v in nf.record().items() if k != "name"})
+        rec.update({k: v for k, v in nf.to_dict().items() if k != "name"})
         out.append(rec)
     return out
 

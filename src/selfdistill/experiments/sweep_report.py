@@ -8,7 +8,8 @@ Sections, per dataset:
 * teacher vs best SD vs PLL against the noise rate, per noise kind;
 * wrong labels fixed: accuracy on the training rows whose given label is wrong;
 * every setting (kind, rate, lam) with every model's mean test accuracy;
-* theory vs measurement, when the theory engine provides ``theory_section`` (hook below).
+* theory vs measurement: theory-derivation.md §2's linearised prediction next to the measured
+  train accuracies (:func:`sweep_theory_section`).
 
 Figures are also written as PNG files next to the report. The clean point (noise kind
 ``none``, rate 0) is drawn as rate 0 of every noise kind.
@@ -21,6 +22,7 @@ import html
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,8 @@ from .._errors import SelfDistillError
 from .tables import aggregate, round_index
 
 __all__ = ["load_results", "expand_clean", "headline_table", "settings_table",
-           "write_sweep_report", "theory_sections", "headline_markdown",
-           "best_lam_rows"]
+           "write_sweep_report", "theory_sections", "sweep_theory_section",
+           "headline_markdown", "best_lam_rows"]
 
 
 def _num(text: str) -> Any:
@@ -197,27 +199,92 @@ def settings_table(rows: list[dict[str, Any]], metric: str = "test_acc") -> tupl
     return out, ["noise", "rate", "lam", *models, "seeds"]
 
 
+def sweep_theory_section(rows: list[dict[str, Any]], *, datasets: Mapping[str, Any],
+                         out_dir: str | Path, max_runs: int = 4
+                         ) -> dict[str, Any] | list[dict[str, Any]] | None:
+    """theory-derivation.md §2's linearised prediction next to a sweep's measured train accuracies.
+
+    For each dataset, up to ``max_runs`` settings (noise kind, rate, lam; the smallest
+    seed) get their training labels rebuilt by :func:`~selfdistill.experiments.runner.
+    given_labels` (the draw the runner made) and are handed to
+    :func:`selfdistill.theory.report.theory_section_runs`, one section per lam.
+
+    Parameters
+    ----------
+    rows : list of dict
+        results.csv rows (one per model).
+    datasets : mapping
+        Dataset name in the rows -> what :func:`~selfdistill.datasets.load_dataset` accepts.
+    out_dir : str or Path
+        Folder for the PNGs.
+    max_runs : int, default=4
+
+    Returns
+    -------
+    dict, list of dict or None
+        One section, several, or None when no row can be reproduced (custom noise
+        matrices, unknown datasets).
+    """
+    from ..datasets import load_dataset
+    from ..theory.report import theory_section_runs
+    from .runner import given_labels
+
+    out_dir = Path(out_dir)
+    groups: dict[tuple, dict[str, float | None]] = {}
+    for r in rows:
+        kind = r.get("noise_kind")
+        if kind in (None, "custom") or r.get("lam") in (None, ""):
+            continue
+        key = (r["dataset"], kind, float(r.get("rate") or 0.0), int(r.get("seed") or 0),
+               float(r["lam"]))
+        groups.setdefault(key, {})[str(r["model"])] = r.get("train_acc_true")
+    if not groups:
+        return None
+    sections = []
+    for name in dict.fromkeys(k[0] for k in groups):
+        spec_name = datasets.get(name, name)
+        try:
+            ds = load_dataset(spec_name)
+        except (SelfDistillError, OSError):
+            continue
+        clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
+        keys = sorted(k for k in groups if k[0] == name)
+        min_seed = min(k[3] for k in keys)
+        keys = [k for k in keys if k[3] == min_seed][:max_runs]
+        by_lam: dict[float, list[dict[str, Any]]] = {}
+        for (_, kind, rate, seed, lam) in keys:
+            models = groups[(name, kind, rate, seed, lam)]
+            n_sd = max([int(m[3:]) for m in models if m.startswith("sd-")] or [0])
+            y_given, _ = given_labels(ds, kind, rate, seed)
+            by_lam.setdefault(lam, []).append({
+                "label": f"{kind} {rate:g} (seed {seed})", "y_given": y_given,
+                "measured": dict(models), "rounds": n_sd,
+                "measured_pll": models.get("pll")})
+        for lam, runs in by_lam.items():
+            rounds = max(r["rounds"] for r in runs)
+            tag = "".join(ch if ch.isalnum() else "_" for ch in f"{name}_lam{lam:g}")
+            sections.append(theory_section_runs(
+                ds, runs, clean, lam, rounds, out_dir,
+                heading=f"{name}: theory vs measurement (lam={lam:g})",
+                filename=f"theory_{tag}.png"))
+    if not sections:
+        return None
+    return sections[0] if len(sections) == 1 else sections
+
+
 def theory_sections(rows: list[dict[str, Any]], meta: dict[str, Any],
                     out_dir: Path) -> list[dict[str, Any]]:
-    """HOOK(theory): sections from the theory engine, or none when it is absent.
+    """The report's theory-vs-measurement sections (:func:`sweep_theory_section`).
 
-    Contract for :mod:`selfdistill.theory`: a function
-    ``theory_section(rows, *, datasets, out_dir)`` returning ``None``, one section dict or
-    a list of them (keys ``heading`` and any of ``html``, ``table=(rows, columns,
-    headers)``, ``figure=(png_path, caption)``; PNGs written under ``out_dir``).
-    ``rows`` are the results.csv rows, ``datasets`` maps each dataset spec of the
-    config to what :func:`~selfdistill.datasets.load_dataset` accepts.
+    ``datasets`` maps each dataset spec of the config (and the folder's recorded
+    datasets) to what :func:`~selfdistill.datasets.load_dataset` accepts.
     """
-    try:
-        from ..theory import theory_section  # type: ignore[attr-defined]
-    except ImportError:
-        return []
     datasets = {}
     cfg = meta.get("config") or {}
     for ds in (cfg.get("grid") or {}).get("datasets", []):
         datasets[ds] = ds
     datasets.update(meta.get("datasets") or {})
-    got = theory_section(rows, datasets=datasets, out_dir=out_dir)
+    got = sweep_theory_section(rows, datasets=datasets, out_dir=out_dir)
     if got is None:
         return []
     return [got] if isinstance(got, dict) else list(got)
@@ -302,9 +369,9 @@ def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[
         sections.extend(theory)
     else:
         sections.append({"heading": "Theory vs measurement",
-                         "html": "<p class='note'>The theory engine (selfdistill.theory."
-                                 "theory_section) is not available in this installation; "
-                                 "section skipped.</p>"})
+                         "html": "<p class='note'>No run of these results can be reproduced "
+                                 "for the linearised prediction (custom noise matrices or "
+                                 "datasets that cannot be loaded); section skipped.</p>"})
     from .._io import write_text_atomic
 
     paths["headline"] = folder / "headline.md"

@@ -6,8 +6,11 @@
   for any features via the thin SVD (§2), and its accuracy on real embeddings.
 * :mod:`~selfdistill.theory.exact` - exact softmax fixed points round by round, fitted by
   the product's own pipeline (§1).
-* :mod:`~selfdistill.theory.experiment` - the ``selfdistill theory`` experiments: one draw
-  round by round, the population view over noise rates, the lam sweep.
+* :mod:`~selfdistill.theory.population` - pure §3 math of one labelling (condition, ``t*``)
+  and of the population limit (accuracy per round from the transition matrix).
+* :mod:`~selfdistill.theory.experiment` - the ``selfdistill theory`` drivers (keyword
+  arguments only): one draw round by round, the population view over noise rates, the lam
+  sweep.
 * :mod:`~selfdistill.theory.plots`, :mod:`~selfdistill.theory.report` - figures and the
   "theory vs measurement" report section.
 
@@ -37,11 +40,9 @@ from .block import (
 )
 from .exact import ExactTrajectory, exact_trajectory
 from .experiment import (
-    condition,
     lam_sweep,
     model_name,
     noisy_block_labels,
-    population_accuracy,
     population_view,
     run_block_experiment,
 )
@@ -52,6 +53,7 @@ from .plots import (
     plot_population,
     plot_theory_vs_measurement,
 )
+from .population import condition, population_accuracy
 from .report import theory_curve, theory_section, theory_section_runs, theory_table_rows
 
 __all__ = [

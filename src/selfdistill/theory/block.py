@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._errors import SelfDistillError
+from .._validation import check_lam
 
 __all__ = [
     "BlockModel",
@@ -204,8 +205,7 @@ def shrink_factors(mu: np.ndarray | float, K: int, N: int, lam: float) -> np.nda
     >>> shrink_factors(np.array([140.6, 60.6, 0.6]), K=4, N=800, lam=1e-2).round(4)
     array([0.8146, 0.6544, 0.0184])
     """
-    if not (math.isfinite(lam) and lam > 0):
-        raise SelfDistillError(f"lam must be in (0, inf), got {lam}")
+    lam = check_lam(lam)
     gamma = 1 / (K * N * lam)
     gm = gamma * np.asarray(mu, dtype=np.float64)
     return gm / (1.0 + gm)

@@ -3,22 +3,21 @@
 No linearisation: round 1 (the teacher) minimises the L2-regularised cross-entropy on the
 given labels, round ``t`` the same objective on the targets ``P_{t-1}``, each an exact
 minimiser found by :func:`selfdistill.fit_softmax` warm-started from the previous round.
-Every fit is a call of :func:`selfdistill.fit_softmax` with the product's targets
-(:func:`selfdistill.solvers.one_hot`, the previous outputs, :func:`selfdistill.pll_targets`),
-exactly as :func:`selfdistill.self_distill` chains them, so the theory checks the product
-and not a re-implementation of it. The PLL student uses the two-hot loss ``(e_k + e_l)/2``
-by default: its minimiser is an exact fixed point, which is what theory-derivation.md §3's
-PLL claim is about.
+The chain is the product's own (:func:`selfdistill.self_distill`, through its trusted
+form), so the theory checks the product and not a re-implementation of it. The PLL student
+uses the two-hot loss ``(e_k + e_l)/2`` by default: its minimiser is an exact fixed point,
+which is what theory-derivation.md §3's PLL claim is about.
 
 A fit that stops on float64's precision floor (status 2, "line search found no decrease")
-is restarted from where it stopped, with a fresh L-BFGS memory, up to ``restarts`` times;
-only if it still misses ``tol`` does the solver's ``ConvergenceWarning`` reach the caller.
-Each round's ``converged`` flag is kept in :attr:`ExactTrajectory.fits`.
+is restarted by the solver from where it stopped, with a fresh L-BFGS memory
+(``fit_softmax(restarts=...)``). A precision stop still within ``FLOOR_FACTOR * tol`` is
+float64's floor and passes silently; anything worse reaches the caller as a
+``ConvergenceWarning``. Each round's ``converged`` flag is kept in
+:attr:`ExactTrajectory.fits`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,18 +25,20 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from .._errors import SelfDistillError
-from ..distill import PLL_LOSSES, NamedFit, model_names, pll_targets
+from .._validation import check_params
+from ..distill import NamedFit, _self_distill
 from ..losses import softmax
-from ..solvers import FitResult, SpectralBasis, fit_softmax, one_hot
+from ..solvers import SpectralBasis
 
-__all__ = ["EXACT_TOL", "ExactTrajectory", "exact_trajectory", "fit_fixed_point"]
+__all__ = ["EXACT_TOL", "ExactTrajectory", "exact_trajectory"]
 
 #: default relative gradient tolerance of the exact fits (the product's own); tighter values
 #: reach float64's floor (line search without decrease near 1e-7) without changing accuracies
 EXACT_TOL = 1e-6
 #: a precision stop within this factor of ``tol`` is float64's floor, not a failure
 FLOOR_FACTOR = 100.0
+#: restarts of a fit after a precision stop (:func:`selfdistill.fit_softmax`)
+RESTARTS = 1
 
 
 @dataclass(frozen=True)
@@ -57,57 +58,6 @@ class ExactTrajectory:
     P: list[np.ndarray]
     P_pll: np.ndarray | None
     fits: list[NamedFit]
-
-
-def fit_fixed_point(
-    Phi: np.ndarray,
-    targets: np.ndarray,
-    lam: float,
-    *,
-    W0: np.ndarray | None = None,
-    q: float = 0.0,
-    tol: float = EXACT_TOL,
-    max_iter: int = 5000,
-    basis: SpectralBasis | None = None,
-    restarts: int = 1,
-    floor_factor: float = FLOOR_FACTOR,
-) -> FitResult:
-    """:func:`~selfdistill.fit_softmax`, restarted from its own result on a precision stop.
-
-    Parameters
-    ----------
-    Phi, targets, lam, W0, q, tol, max_iter, basis
-        As for :func:`~selfdistill.fit_softmax`.
-    restarts : int, default=1
-        Restarts (fresh L-BFGS memory, from the last ``W``) after a precision stop.
-    floor_factor : float, default=100
-        A precision stop (status 2) whose relative gradient is within ``floor_factor * tol``
-        is kept without a warning: the objective cannot decrease further in float64 (late
-        rounds, targets within ~1e-5 of uniform). Its record still says
-        ``converged=False`` and ``status=2``. Anything worse re-emits the solver's
-        ``ConvergenceWarning``.
-
-    Returns
-    -------
-    FitResult
-        ``iterations`` and ``seconds`` add up all attempts.
-    """
-    total_it, total_s = 0, 0.0
-    for attempt in range(restarts + 1):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            res = fit_softmax(Phi, targets, lam, q=q, W0=W0, tol=tol, max_iter=max_iter,
-                              basis=basis, check_input=False)
-        total_it += res.iterations
-        total_s += res.seconds
-        if res.converged or res.status != 2 or attempt == restarts:
-            break
-        W0 = res.W
-    at_floor = res.status == 2 and res.grad_norm <= floor_factor * tol * res.grad_norm0
-    if not at_floor:
-        for w in caught:  # what the last attempt said (nothing if it converged)
-            warnings.warn(w.message, w.category, stacklevel=2)
-    return dataclasses.replace(res, iterations=total_it, seconds=total_s)
 
 
 def exact_trajectory(
@@ -168,33 +118,29 @@ def exact_trajectory(
     >>> len(tr.P), tr.P_pll.shape, [f.name for f in tr.fits]
     (3, (30, 3), ['teacher', 'sd-1', 'sd-2', 'pll'])
     """
-    if pll_loss not in PLL_LOSSES:
-        raise SelfDistillError(f"pll_loss must be one of {PLL_LOSSES}, got {pll_loss!r}")
+    kw = check_params(lam=lam, rounds=rounds, pll_loss=pll_loss, q=q, tol=tol,
+                      max_iter=max_iter)
     Phi = np.asarray(Phi, dtype=np.float64)
     if basis is None:
         basis = SpectralBasis.from_features(Phi)
-    names = model_names(rounds, pll)
-    kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fits = _self_distill(Phi, np.asarray(y_given), pll=pll, n_classes=n_classes,
+                             basis=basis, progress=progress, restarts=RESTARTS, **kw)
+    for w in caught:  # anything but the solver's non-convergence passes through unchanged
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for nf in fits:
+        f = nf.fit
+        at_floor = f.status == 2 and f.relative_grad <= FLOOR_FACTOR * tol
+        if not f.converged and not at_floor:
+            warnings.warn(f"{nf.name}: fit_softmax did not converge ({f.message}; relative "
+                          f"gradient {f.relative_grad:.2e} > tol {tol:.0e}). Increase "
+                          "max_iter or lam.", ConvergenceWarning, stacklevel=2)
 
     def outputs(W: np.ndarray) -> np.ndarray:
         return softmax(basis.XV @ (W @ basis.V).T)
 
-    def fit(name: str, targets: np.ndarray, W0: np.ndarray | None, q_: float) -> NamedFit:
-        if progress is not None:
-            progress(name, len(fits), len(names))
-        return NamedFit(name, fit_fixed_point(Phi, targets, W0=W0, q=q_, **kw))
-
-    fits: list[NamedFit] = []
-    fits.append(fit("teacher", one_hot(np.asarray(y_given), n_classes), None, 0.0))
-    P = [outputs(fits[0].W)]
-    for t in range(1, rounds + 1):
-        fits.append(fit(f"sd-{t}", P[-1], fits[-1].W, 0.0))
-        P.append(outputs(fits[-1].W))
-    P_pll = None
-    if pll:
-        fits.append(fit("pll", pll_targets(P[0]), fits[0].W,
-                        q if pll_loss == "gce" else 0.0))
-        P_pll = outputs(fits[-1].W)
-    if progress is not None:
-        progress("done", len(names), len(names))
+    P = [outputs(nf.W) for nf in fits if nf.name != "pll"]
+    P_pll = outputs(fits[-1].W) if pll else None
     return ExactTrajectory(P=P, P_pll=P_pll, fits=fits)

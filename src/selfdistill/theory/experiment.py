@@ -1,4 +1,11 @@
-"""Block-model experiments: one noisy draw round by round, a population view, a lam sweep.
+"""Block-model experiments (drivers): one noisy draw round by round, a population view, a lam sweep.
+
+The drivers draw noisy labels, fit or evaluate the closed forms and assemble JSON-ready
+results; the math they evaluate lives in :mod:`~selfdistill.theory.block`,
+:mod:`~selfdistill.theory.population`, :mod:`~selfdistill.theory.linear` and
+:mod:`~selfdistill.theory.exact`. Every driver takes keyword arguments only, named and
+ordered alike: block model ``K, n, c, d``; noise ``noise, eta``; ``lam``; ``rounds``;
+``solver``; ``seed``.
 
 Everything here follows theory-derivation.md §3 and counts rounds as the derivation does:
 round ``t = 1`` is the teacher ``P_1``, round ``t`` is the product's model ``sd-(t-1)``.
@@ -10,7 +17,6 @@ on every instance) is on the same scale.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,21 +24,22 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError
-from .._validation import check_lam, check_rate
-from ..distill import PLL_LOSSES, pll_targets
+from .._validation import (
+    PLL_LOSSES,
+    ROUNDS,
+    TOL,
+    check_in,
+    check_lam,
+    check_option,
+    check_rate,
+)
+from ..distill import pll_targets
 from ..noise import make_noisy_labels, realized_rate, transition_matrix
 from ..solvers import one_hot
-from .block import (
-    BlockModel,
-    block_round,
-    block_trajectory,
-    class_label_means,
-    plurality_gap,
-    rounds_needed,
-    shrink_factors,
-)
+from .block import BlockModel, block_round, block_trajectory, shrink_factors
 from .exact import EXACT_TOL, exact_trajectory
 from .linear import GramSpectrum, linearised_trajectory
+from .population import condition, population_accuracy
 
 __all__ = [
     "SOLVERS",
@@ -69,13 +76,11 @@ def _check_common(eta: float, noise: str, lam: float, rounds: int, solver: str |
     eta = check_rate(eta, name="eta")
     if noise not in NOISE_KINDS:
         raise SelfDistillError(
-            f"noise must be one of {', '.join(NOISE_KINDS)} on the block model, got {noise!r}"
-        )
-    lam = check_lam(lam)
-    if not (isinstance(rounds, (int, np.integer)) and rounds >= 0):
-        raise SelfDistillError(f"rounds must be an integer in [0, inf), got {rounds}")
-    if solver is not None and solver not in SOLVERS:
-        raise SelfDistillError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+            f"noise must be one of {', '.join(NOISE_KINDS)} on the block model, got {noise!r}")
+    check_lam(lam)
+    check_in(rounds, ROUNDS, name="rounds")
+    if solver is not None:
+        check_option(solver, SOLVERS, name="solver")
     return eta
 
 
@@ -92,49 +97,6 @@ def noisy_block_labels(bm: BlockModel, eta: float, noise: str = "sym",
     return y, y_given, T
 
 
-def condition(bm: BlockModel, y_true: np.ndarray, y_given: np.ndarray,
-              lam: float) -> dict[str, Any]:
-    """Eigenvalues, ``a_j``, the plurality gap, ``t*`` and ``min_rounds`` of one labelling.
-
-    Returns
-    -------
-    dict
-        ``eigenvalues`` {mu0, mu1, mu2}, ``a`` {a0, a1, a2}, ``gamma``, ``gap``,
-        ``condition_holds`` (gap > 0), ``t_star`` (max over the (true, given) pairs that
-        occur, 0.0 without wrong labels, None when the condition fails), ``min_rounds``
-        (first derivation round t > t_star, None when it fails).
-
-    Examples
-    --------
-    >>> bm = BlockModel(K=4, n=200, c=0.4, d=0.1)
-    >>> y, yg, _ = noisy_block_labels(bm, 0.6, seed=0)
-    >>> out = condition(bm, y, yg, 1e-4)
-    >>> out["condition_holds"], round(out["t_star"], 2), out["min_rounds"]
-    (True, 4.69, 5)
-    """
-    K, N = bm.K, bm.N
-    mu0, mu1, mu2 = bm.eigenvalues()
-    a0, a1, a2 = (float(v) for v in shrink_factors(np.array([mu0, mu1, mu2]), K, N, lam))
-    ybar_k, _ = class_label_means(one_hot(y_given, K), y_true, K)
-    gap = plurality_gap(ybar_k)
-    holds = gap > 0
-    wrong = y_true != y_given
-    pairs = np.unique(np.stack([y_true[wrong], y_given[wrong]], axis=1), axis=0)
-    t_star, min_rounds, _ = rounds_needed(ybar_k, pairs, a1, a2)
-    if not holds:
-        t_star = min_rounds = None
-    return {
-        "eigenvalues": {"mu0": mu0, "mu1": mu1, "mu2": mu2},
-        "multiplicities": dict(zip(("mu0", "mu1", "mu2"), bm.multiplicities())),
-        "gamma": 1.0 / (K * N * lam),
-        "a": {"a0": a0, "a1": a1, "a2": a2},
-        "gap": gap,
-        "condition_holds": bool(holds),
-        "t_star": t_star,
-        "min_rounds": min_rounds,
-    }
-
-
 def _acc(P: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(P, axis=1) == y))
 
@@ -145,17 +107,17 @@ def _first_perfect(accs: Sequence[float]) -> int | None:
 
 
 def run_block_experiment(
+    *,
     K: int = 4,
     n: int = 200,
     c: float = 0.4,
     d: float = 0.1,
-    eta: float = 0.6,
     noise: str = "sym",
+    eta: float = 0.6,
     lam: float = 1e-4,
     rounds: int = 10,
     solver: str = "exact",
     seed: int = 0,
-    *,
     pll_loss: str = "two-hot",
     tol: float = EXACT_TOL,
     progress: Progress | None = None,
@@ -205,8 +167,8 @@ def run_block_experiment(
     t0 = time.perf_counter()
     bm = BlockModel(K=K, n=n, c=c, d=d)
     eta = _check_common(eta, noise, lam, rounds, solver)
-    if pll_loss not in PLL_LOSSES:
-        raise SelfDistillError(f"pll_loss must be one of {PLL_LOSSES}, got {pll_loss!r}")
+    check_option(pll_loss, PLL_LOSSES, name="pll_loss")
+    check_in(tol, TOL, name="tol")
     y, y_given, T = noisy_block_labels(bm, eta, noise, seed)
     cond = condition(bm, y, y_given, lam)
     a = (cond["a"]["a0"], cond["a"]["a1"], cond["a"]["a2"])
@@ -236,9 +198,7 @@ def run_block_experiment(
                               pll_loss=pll_loss, tol=tol, basis=basis, progress=step)
         measured, meas_pll = tr.P, tr.P_pll
         loss = pll_loss
-        fit_records = [{**f.record(), "status": f.fit.status,
-                        "relative_grad": f.fit.grad_norm / max(f.fit.grad_norm0, 1e-300)}
-                       for f in tr.fits]
+        fit_records = [f.to_dict() for f in tr.fits]
     if progress is not None:
         progress(total, total, "done")
 
@@ -270,87 +230,6 @@ def run_block_experiment(
     }
 
 
-# ---------------------------------------------------------------- population view
-
-def _expected_top2(P: np.ndarray) -> np.ndarray:
-    """Expected :func:`~selfdistill.distill.pll_targets` of each row under random tie-breaks."""
-    out = np.zeros_like(P)
-    for i, p in enumerate(P):
-        vals = np.unique(np.round(p, 12))[::-1]
-        slots = 2
-        for v in vals:
-            members = np.flatnonzero(np.isclose(p, v, rtol=0, atol=1e-12))
-            take = min(slots, len(members))
-            out[i, members] = 0.5 * take / len(members)
-            slots -= take
-            if slots == 0:
-                break
-    return out
-
-
-def _type_correct(P: np.ndarray, k_of: np.ndarray) -> np.ndarray:
-    """Row r predicts class ``k_of[r]`` strictly (ties count as wrong)."""
-    rows = np.arange(P.shape[0])
-    pk = P[rows, k_of]
-    Q = P.copy()
-    Q[rows, k_of] = -np.inf
-    return pk > Q.max(axis=1) + 1e-12
-
-
-def population_accuracy(bm: BlockModel, T: np.ndarray, lam: float,
-                        rounds: int) -> dict[str, Any]:
-    """Closed-form accuracy in the population limit: class label means equal ``T``'s rows.
-
-    Instance types ``(k, l)`` (true class k, given label l) have weight ``T[k, l] / K``;
-    ``ybar_k = T[k]``. Each round's accuracy is the weight of types predicted correctly by
-    the theory-derivation.md §3 formula; the PLL student uses the expected top-2 targets of the
-    teacher (ties between classes split evenly, as random tie-breaking would on average).
-
-    Returns
-    -------
-    dict
-        ``train_acc`` (list, rounds 1 .. rounds + 1), ``pll_train_acc``, ``gap``
-        (``min_k min_j T[k,k] - T[k,j]``), ``t_star`` (None if gap <= 0).
-
-    Examples
-    --------
-    >>> bm = BlockModel(K=4, n=200, c=0.4, d=0.1)
-    >>> out = population_accuracy(bm, transition_matrix("sym", 0.6, 4), 1e-4, 5)
-    >>> [round(x, 2) for x in out["train_acc"]], round(out["t_star"], 2)
-    ([0.4, 0.4, 0.4, 0.4, 1.0, 1.0], 4.24)
-    """
-    K = bm.K
-    mu = np.array(bm.eigenvalues())
-    a0, a1, a2 = shrink_factors(mu, K, bm.N, lam)
-    k_of, l_of = np.divmod(np.arange(K * K), K)
-    w = T[k_of, l_of] / K
-    keep = w > 0
-    k_of, l_of, w = k_of[keep], l_of[keep], w[keep]
-    u = 1.0 / K
-    ybar = T.mean(axis=0)
-
-    def outputs(Yt: np.ndarray, Ybk: np.ndarray, yb: np.ndarray, t: int) -> np.ndarray:
-        return u + a0**t * (yb - u) + a1**t * (Ybk[k_of] - yb) + a2**t * (Yt - Ybk[k_of])
-
-    Yt = np.eye(K)[l_of]
-    accs = [float(np.sum(w * _type_correct(outputs(Yt, T, ybar, t), k_of)))
-            for t in range(1, rounds + 2)]
-    # PLL: refined targets from the teacher, their class means, one student round
-    Yp = _expected_top2(outputs(Yt, T, ybar, 1))
-    Ybk_p = np.zeros((K, K))
-    np.add.at(Ybk_p, k_of, (w * K)[:, None] * Yp)
-    ybar_p = Ybk_p.mean(axis=0)
-    pll_acc = float(np.sum(w * _type_correct(outputs(Yp, Ybk_p, ybar_p, 1), k_of)))
-    gap = plurality_gap(T)
-    t_star = None
-    if gap > 0:
-        g = np.diag(T)[k_of] - T[k_of, l_of]
-        wrong = k_of != l_of
-        t_star = float(np.max(np.log1p(1.0 / g[wrong]) / math.log(a1 / a2))) \
-            if wrong.any() else 0.0
-    return {"train_acc": accs, "pll_train_acc": pll_acc, "gap": gap, "t_star": t_star}
-
-
 def _parse_grid(values: Sequence[float], name: str) -> list[float]:
     vals = [float(v) for v in values]
     if not vals:
@@ -359,17 +238,17 @@ def _parse_grid(values: Sequence[float], name: str) -> list[float]:
 
 
 def population_view(
+    *,
     K: int = 4,
     n: int = 200,
     c: float = 0.4,
     d: float = 0.1,
-    lam: float = 1e-4,
-    etas: Sequence[float] = tuple(np.round(np.arange(0.0, 0.96, 0.05), 2)),
-    seeds: int = 20,
-    rounds: int = 10,
     noise: str = "sym",
+    etas: Sequence[float] = tuple(np.round(np.arange(0.0, 0.96, 0.05), 2)),
+    lam: float = 1e-4,
+    rounds: int = 10,
     solver: str = "linear",
-    *,
+    seeds: int = 20,
     tol: float = EXACT_TOL,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -426,8 +305,7 @@ def population_view(
             done += 1
             if progress is not None:
                 progress(done, total, f"eta {eta:g}")
-        T_pop = transition_matrix("sym" if noise == "none" else noise, eta, K) \
-            if noise != "none" else np.eye(K)
+        T_pop = np.eye(K) if noise == "none" else transition_matrix(noise, eta, K)
         pop = population_accuracy(bm, T_pop, lam, rounds)
         final = np.array([r[2][-1] for r in rows])
         mins = [r[1] for r in rows if r[1] is not None]
@@ -457,17 +335,17 @@ def population_view(
 # ---------------------------------------------------------------- diminishing returns
 
 def lam_sweep(
+    *,
     K: int = 4,
     n: int = 200,
     c: float = 0.4,
     d: float = 0.1,
+    noise: str = "sym",
     eta: float = 0.6,
     lams: Sequence[float] = (1e-4, 1e-3, 1e-2, 3e-2),
     rounds: int = 30,
-    noise: str = "sym",
     solver: str = "linear",
     seed: int = 0,
-    *,
     tol: float = EXACT_TOL,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
@@ -494,16 +372,15 @@ def lam_sweep(
     (2, True)
     """
     bm = BlockModel(K=K, n=n, c=c, d=d)
-    eta = _check_common(eta, noise, 1.0, rounds, solver)
+    eta = _check_common(eta, noise, 1e-4, rounds, solver)
     lam_list = _parse_grid(lams, "lams")
     for lam in lam_list:
         _check_common(eta, noise, lam, rounds, None)
     y, y_given, _ = noisy_block_labels(bm, eta, noise, seed)
     Y = one_hot(y_given, K)
-    Phi = basis = None
-    if solver == "exact":
-        Phi = bm.features()
-        basis = bm.spectral_basis()
+    basis = bm.spectral_basis()
+    Phi = bm.features() if solver == "exact" else None
+    spec = GramSpectrum.from_basis(basis) if solver == "linear" else None
     curves = []
     for j, lam in enumerate(lam_list):
         cond = condition(bm, y, y_given, lam)
@@ -514,7 +391,7 @@ def lam_sweep(
                                   basis=basis)
             meas = [_acc(P, y) for P in tr.P]
         else:
-            meas = pred
+            meas = [_acc(P, y) for P in linearised_trajectory(spec, Y, lam, rounds)]
         peak = int(np.argmax(meas))
         collapse = next((t for t in range(peak + 2, len(meas) + 1)
                          if meas[t - 1] < meas[peak]), None)

@@ -14,24 +14,15 @@ from typing import Any
 
 import numpy as np
 
+from .._plotting import pyplot as _plt
+from .._plotting import savefig as _save
+
 __all__ = [
     "plot_block_experiment",
     "plot_population",
     "plot_lam_sweep",
     "plot_theory_vs_measurement",
 ]
-
-
-def _plt():
-    from ..experiments.plots import _plt as plt_
-
-    return plt_()
-
-
-def _save(fig, path: str | Path) -> Path:
-    from ..experiments.plots import savefig
-
-    return savefig(fig, path)
 
 
 def plot_block_experiment(result: dict[str, Any], path: str | Path) -> Path:

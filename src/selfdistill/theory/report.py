@@ -167,31 +167,40 @@ def theory_section_runs(ds: Dataset, runs: Sequence[dict[str, Any]], y_clean: np
                             "PLL.")}
 
 
-def theory_section(ds_or_rows: Any, y_given: np.ndarray | None = None,
-                   y_clean: np.ndarray | None = None, lam: float | None = None,
-                   rounds: int | None = None, measured_train_acc_by_round: Any = None,
-                   out_dir: str | Path | None = None, *, label: str = "",
-                   measured_pll: float | None = None,
-                   datasets: Mapping[str, Any] | None = None,
-                   max_runs: int = 4) -> dict[str, Any] | None:
-    """The "theory vs measurement" report section (linearised prediction per SD round).
+def theory_section(ds: Dataset, y_given: np.ndarray, y_clean: np.ndarray, lam: float,
+                   rounds: int, measured_train_acc_by_round: Any, out_dir: str | Path, *,
+                   label: str = "", measured_pll: float | None = None) -> dict[str, Any]:
+    """The "theory vs measurement" report section for one labelling of a dataset.
 
-    Two call forms:
-
-    * ``theory_section(ds, y_given, y_clean, lam, rounds, measured_train_acc_by_round,
-      out_dir)``: one labelling of a :class:`~selfdistill.Dataset`; ``rounds`` SD rounds;
-      ``measured_train_acc_by_round`` teacher first then sd-1 .. sd-rounds (or a
-      {model name: accuracy} mapping), accuracies against ``y_clean`` in [0, 1].
-    * ``theory_section(rows, datasets=..., out_dir=...)``: the sweep-report hook. ``rows``
-      are results.csv rows (one per model); for each dataset, up to ``max_runs`` settings
-      (noise kind, rate, lam; the smallest seed) are re-labelled with the same seeded
-      :func:`~selfdistill.make_noisy_labels` call as the runner and predicted. Returns None
-      when no row can be reproduced (custom noise matrices, unknown datasets).
+    Parameters
+    ----------
+    ds : Dataset
+        Training features ``ds.X_train`` (Phi) and ``ds.n_classes``.
+    y_given : ndarray of shape (N,)
+        The labels the models were fitted on.
+    y_clean : ndarray of shape (N,)
+        True training labels (accuracies are measured against them).
+    lam : float
+    rounds : int
+        SD rounds after the teacher.
+    measured_train_acc_by_round : sequence or mapping
+        Teacher first then sd-1 .. sd-rounds (or a {model name: accuracy} mapping),
+        accuracies against ``y_clean`` in [0, 1].
+    out_dir : str or Path
+        Folder for the PNG.
+    label : str, optional
+        Legend label (default: the dataset's name).
+    measured_pll : float, optional
 
     Returns
     -------
-    dict or None
+    dict
         ``{"heading", "html", "table": (rows, columns, headers), "figure": (png, caption)}``.
+
+    Notes
+    -----
+    Sections built from a sweep's results rows (reproducing each run's noisy labels) are
+    the sweep report's business: :func:`selfdistill.experiments.sweep_report.sweep_theory_section`.
 
     Examples
     --------
@@ -205,63 +214,11 @@ def theory_section(ds_or_rows: Any, y_given: np.ndarray | None = None,
     ...     sorted(sec), len(sec["table"][0])
     (['figure', 'heading', 'html', 'table'], 4)
     """
-    if isinstance(ds_or_rows, Dataset):
-        if y_given is None or y_clean is None or lam is None or rounds is None \
-                or out_dir is None:
-            raise SelfDistillError("theory_section(ds, y_given, y_clean, lam, rounds, measured, "
-                                   "out_dir) needs all of its arguments")
-        run = {"label": label or ds_or_rows.name, "y_given": np.asarray(y_given),
-               "measured": measured_train_acc_by_round, "measured_pll": measured_pll}
-        return theory_section_runs(ds_or_rows, [run], np.asarray(y_clean), float(lam),
-                                   int(rounds), out_dir)
-    if out_dir is None:
-        raise SelfDistillError("theory_section(rows, datasets=..., out_dir=...) needs out_dir")
-    return _sweep_section(list(ds_or_rows), datasets or {}, Path(out_dir), max_runs)
-
-
-def _sweep_section(rows: list[dict[str, Any]], datasets: Mapping[str, Any], out_dir: Path,
-                   max_runs: int) -> dict[str, Any] | None:
-    """Theory section for sweep rows: reproduce the noisy labels, predict, compare."""
-    from ..datasets import load_dataset
-    from ..experiments.runner import given_labels
-
-    groups: dict[tuple, dict[str, float | None]] = {}
-    for r in rows:
-        kind = r.get("noise_kind")
-        if kind in (None, "custom") or r.get("lam") in (None, ""):
-            continue
-        key = (r["dataset"], kind, float(r.get("rate") or 0.0), int(r.get("seed") or 0),
-               float(r["lam"]))
-        groups.setdefault(key, {})[str(r["model"])] = r.get("train_acc_true")
-    if not groups:
-        return None
-    sections = []
-    for name in dict.fromkeys(k[0] for k in groups):
-        spec_name = datasets.get(name, name)
-        try:
-            ds = load_dataset(spec_name)
-        except (SelfDistillError, OSError):
-            continue
-        clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
-        keys = sorted(k for k in groups if k[0] == name)
-        min_seed = min(k[3] for k in keys)
-        keys = [k for k in keys if k[3] == min_seed][:max_runs]
-        by_lam: dict[float, list[dict[str, Any]]] = {}
-        for (_, kind, rate, seed, lam) in keys:
-            models = groups[(name, kind, rate, seed, lam)]
-            n_sd = max([int(m[3:]) for m in models if m.startswith("sd-")] or [0])
-            y_given, _ = given_labels(ds, kind, rate, seed)
-            by_lam.setdefault(lam, []).append({
-                "label": f"{kind} {rate:g} (seed {seed})", "y_given": y_given,
-                "measured": {m: v for m, v in models.items()}, "rounds": n_sd,
-                "measured_pll": models.get("pll")})
-        for lam, runs in by_lam.items():
-            rounds = max(r["rounds"] for r in runs)
-            tag = "".join(ch if ch.isalnum() else "_" for ch in f"{name}_lam{lam:g}")
-            sections.append(theory_section_runs(
-                ds, runs, clean, lam, rounds, out_dir,
-                heading=f"{name}: theory vs measurement (lam={lam:g})",
-                filename=f"theory_{tag}.png"))
-    if not sections:
-        return None
-    return sections[0] if len(sections) == 1 else sections  # type: ignore[return-value]
+    if not isinstance(ds, Dataset):
+        raise SelfDistillError(
+            "theory_section needs a Dataset; for a sweep's results rows use "
+            "selfdistill.experiments.sweep_report.sweep_theory_section")
+    run = {"label": label or ds.name, "y_given": np.asarray(y_given),
+           "measured": measured_train_acc_by_round, "measured_pll": measured_pll}
+    return theory_section_runs(ds, [run], np.asarray(y_clean), float(lam), int(rounds),
+                               out_dir)
