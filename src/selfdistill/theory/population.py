@@ -1,4 +1,4 @@
-"""Block-model population math of theory-derivation.md §3: pure functions, no fitting, no noise draws.
+"""Block-model population math (theory-derivation.md §3): pure, no fitting, no noise draws.
 
 * :func:`condition` - eigenvalues, ``a_j``, the plurality gap, ``t*`` and ``min_rounds`` of
   one labelling (true and given labels).
