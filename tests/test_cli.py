@@ -333,3 +333,20 @@ def test_fit_says_how_many_rows_were_flagged_and_where_files_went(capsys, tmp_pa
     code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
                           "--rounds", "0", "--no-select", "--quiet")
     assert "label errors not searched" in stdout and "flagged" not in stdout
+
+
+def test_fit_lam_auto_reports_the_noise_estimate_and_out_of_fold_flags(capsys, tmp_path,
+                                                                       small_npz):
+    out, issues = tmp_path / "out.json", tmp_path / "issues.csv"
+    code, stdout, err = cli(capsys, "fit", small_npz, "--noise", "asym:0.3", "--lam", "auto",
+                            "--rounds", "1", "--json", out, "--issues", issues, "--quiet")
+    assert code == 0, err
+    rec = json.loads(out.read_text())
+    est = rec["noise_estimate"]
+    assert est["method"] == "confident-joint" and len(est["T"]) == 10
+    assert abs(est["rate"] - rec["noise"]["realized_rate"]) < 0.1
+    assert rec["label_issues_source"] == "out-of-fold"
+    assert rec["n_label_issues"] == len(issues.read_text().splitlines()) - 1 > 0
+    assert rec["selected"] in {m["name"] for m in rec["models"]}
+    assert rec["lam_selection"]["rule"] and rec["lam_selection"]["path"]
+    assert "estimated noise" in stdout

@@ -116,3 +116,78 @@ def test_racing_drops_a_hopeless_lam_without_changing_the_choice(noisy_digits):
     with pytest.raises(ValueError, match="dropped by racing"):
         raced.oof_proba(X, lam=10.0)
     assert raced.to_dict()["folds_used"] == [3, 1]
+
+
+# -- lam="auto": screen, prune, refine, choose (issue 12) ----------------------------------
+def test_corrected_accuracy_undoes_the_reward_for_copying_the_noise():
+    """Class 0 is given as class 1 40 % of the time. A model that predicts 1 for every
+    row of class 0 gains noisy accuracy on those rows; the T-corrected score sees through
+    it and ranks the model that predicts the true class first."""
+    from selfdistill.model_selection import corrected_accuracy
+
+    rng = np.random.default_rng(0)
+    K, n = 3, 3000
+    y_true = rng.integers(0, K, n)
+    T = np.array([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    y = np.array([rng.choice(K, p=T[k]) for k in y_true])
+    honest = y_true.copy()
+    miss = rng.random(n) < 0.25                          # 75 % clean accuracy
+    honest[miss] = (y_true[miss] + rng.integers(1, K, miss.sum())) % K
+    copier = np.where(y_true == 0, 1, y_true)            # 67 %: copies class 0's confusion
+    noisy = [float(np.mean(p == y)) for p in (honest, copier)]
+    fixed = [corrected_accuracy(p, y, np.linalg.inv(T)) for p in (honest, copier)]
+    assert noisy[1] > noisy[0] + 0.05                    # the proxy prefers the copier
+    assert fixed[0] > fixed[1] + 0.05                    # the corrected score does not
+    assert abs(fixed[0] - float(np.mean(honest == y_true))) < 0.03
+    assert abs(fixed[1] - float(np.mean(copier == y_true))) < 0.03
+
+
+@pytest.fixture(scope="module")
+def asym_digits(digits):
+    y, _ = make_noisy_labels(digits.y_train, kind="asym", rate=0.4, n_classes=10, seed=0)
+    return digits, y
+
+
+def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits):
+    from selfdistill.model_selection import resolve_auto
+
+    ds, y = asym_digits
+    sel = resolve_auto(ds.X_train, y, lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10,
+                       seed=0)
+    assert sel.pruned and sel.best_model.startswith("pruned-")
+    assert sel.train_rows is not None and 0.25 < 1 - sel.train_rows.mean() < 0.55
+    assert sel.oof_proba.shape == (len(y), 10)
+    # the chosen chain, refitted on the kept rows, beats the unpruned teacher at its lam
+    base = sel.best_model.removeprefix("pruned-")
+    r = int(base[3:]) if base.startswith("sd-") else 0
+    fits = self_distill(ds.X_train[sel.train_rows], y[sel.train_rows], lam=sel.lam, rounds=r,
+                        pll=False, n_classes=10)
+    (teacher,) = self_distill(ds.X_train, y, lam=sel.lam_screen, rounds=0, pll=False,
+                              n_classes=10)
+    acc = [float(np.mean(np.argmax(ds.X_test @ f.W.T, 1) == ds.y_test))
+           for f in (fits[-1], teacher)]
+    assert acc[0] > acc[1] + 0.03, acc
+    rec = sel.to_dict()
+    assert rec["best_model"] == sel.best_model and rec["pruned"] is True
+    assert {p["stage"] for p in rec["path"]} == {"screen", "choose", "refine"}
+
+
+def test_auto_widens_the_grid_when_the_best_lam_is_at_its_edge(asym_digits):
+    from selfdistill.model_selection import resolve_auto
+
+    ds, y = asym_digits
+    sel = resolve_auto(ds.X_train, y, lams=[1e-7, 1e-6], rounds=0, n_classes=10, seed=0)
+    assert sel.widened and sel.lam_screen > 1e-6      # went above the grid
+    assert sel.to_dict()["widened"] == [float(v) for v in sel.widened]
+
+
+def test_auto_is_deterministic(asym_digits):
+    from selfdistill.model_selection import resolve_auto
+
+    ds, y = asym_digits
+    a = resolve_auto(ds.X_train[:600], y[:600], lams=[1e-3, 1e-2], rounds=1, n_classes=10,
+                     seed=3)
+    b = resolve_auto(ds.X_train[:600], y[:600], lams=[1e-3, 1e-2], rounds=1, n_classes=10,
+                     seed=3)
+    assert (a.lam, a.best_model) == (b.lam, b.best_model)
+    np.testing.assert_array_equal(a.oof_proba, b.oof_proba)

@@ -23,9 +23,10 @@ from ._common import (
 def models_table(record: dict, title: str = "") -> Table:
     """Rich table of a spec.md result record (one row per model, selected marked)."""
     table = Table(title=title or None, title_justify="left")
-    for col in ("model", "test acc %", "train acc (true) %", "noisy-subset acc %",
-                "cv score %", "iters", "seconds"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    for col in ("model", "test %", "train (true) %", "noisy subset %", "cv score %",
+                "iters", "s"):
+        table.add_column(col, justify="left" if col == "model" else "right",
+                         no_wrap=col == "model")
     for m in record["models"]:
         mark = " *" if m["name"] == record.get("selected") else ""
         cv = m.get("cv_acc_given", m.get("cv_score"))

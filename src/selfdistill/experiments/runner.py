@@ -278,9 +278,15 @@ def run_pipeline(
         lam_selection = auto.to_dict()
         train_rows = auto.train_rows
         cv_scores = None
+        # the final chain stops at the chosen model: teacher -> sd-1 -> ... -> sd-t
+        base = selected.removeprefix("pruned-")
+        rounds = int(base[3:]) if base.startswith("sd-") else 0
+        pll = base == "pll"
+        teacher_W = auto.teacher_W
     else:
         lam_value = float(lam)
         cv_scores = None
+        teacher_W = None
         if select or issues:
             cv = cross_validate_pipeline(
                 X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
@@ -296,7 +302,8 @@ def run_pipeline(
     Xf = X if train_rows is None else X[train_rows]
     yf = y_given if train_rows is None else y_given[train_rows]
     fits = self_distill(Xf, yf, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss,
-                        q=q, n_classes=K, tol=tol, basis=basis, progress=progress)
+                        q=q, n_classes=K, tol=tol, basis=basis, progress=progress,
+                        teacher_W=teacher_W)
     if train_rows is not None:  # fitted without the flagged rows
         fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
     if selected is None:
