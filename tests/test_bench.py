@@ -24,6 +24,14 @@ def test_bench_quick_writes_the_json_keys(tmp_path):
     # ours is the exact minimiser: never worse than scikit-learn's beyond rounding
     assert data["rel_objective_gap"] <= 1e-9
     assert "ours_s" in res.output
+    # the floor: steps x one step's matmuls, measured in the same run; a real pipeline
+    # cannot beat it, and the breakdown adds up to the pipeline time
+    assert data["steps"] == sum(data["steps_by_model"].values()) > 0
+    assert data["nfev"] >= data["steps"]
+    assert data["floor_s"] == pytest.approx(data["steps"] * data["matmul_step_s"])
+    assert data["pipeline_over_floor"] == pytest.approx(data["pipeline_s"] / data["floor_s"])
+    assert data["pipeline_over_floor"] > 1
+    assert sum(data["breakdown_s"].values()) == pytest.approx(data["pipeline_s"], rel=0.05)
 
 
 def test_bench_bad_backend_exits_2(tmp_path):

@@ -25,7 +25,54 @@ __all__ = ["run_bench", "BENCH_KEYS"]
 
 #: keys of the JSON record, in order
 BENCH_KEYS = ("ours_s", "sklearn_s", "speedup", "objective_ours", "objective_sklearn",
-              "rel_objective_gap", "pipeline_s", "n_train", "d", "K")
+              "rel_objective_gap", "pipeline_s", "floor_s", "pipeline_over_floor",
+              "steps", "nfev", "steps_by_model", "breakdown_s", "matmul_step_s",
+              "elementwise_eval_s", "n_threads", "n_train", "d", "K")
+
+
+def _median_time(fn, repeat: int = 15) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def step_costs(basis, T: np.ndarray, lam: float, n_threads: int | None = None
+               ) -> dict[str, float]:
+    """Time one L-BFGS step's parts the way the solver runs them, at its thread count.
+
+    ``matmul_step_s``: the two N x r x K float32 matmuls of a step (logits along the
+    search direction, ``Xs d^T``; gradient change, ``diff^T Xs``), nothing else: the
+    hardware floor of one step. ``elementwise_eval_s``: one function evaluation's N x K
+    element-wise work (trial logits, softmax, loss, gradient, slope), paid per line-search
+    trial.
+    """
+    from .solvers import _n_blocks, _n_threads, _NumpyOps, _pool, _preconditioner, _single_blas
+
+    N, K = T.shape
+    n_threads = _n_threads(n_threads)
+    D = _preconditioner(basis.s2, N, K, lam)
+    rng = np.random.default_rng(0)
+    d = rng.standard_normal((K, len(basis.s2)))
+    with _single_blas(), _pool(n_threads) as pool:
+        ops = _NumpyOps(basis.XV, 1.0 / np.sqrt(D), T, 0.0, pool, _n_blocks(N, n_threads))
+        d32 = np.ascontiguousarray(d, dtype=np.float32).T
+        dZ32 = rng.standard_normal((N, K)).astype(np.float32)
+
+        def matmuls() -> None:
+            def work(sl):
+                ops.Xs32[sl] @ d32
+                return dZ32[sl].T @ ops.Xs32[sl]
+            ops._map(work)
+
+        Z = rng.standard_normal((N, K))
+        Zd = rng.standard_normal((N, K))
+        return {"matmul_step_s": _median_time(matmuls),
+                "elementwise_eval_s": _median_time(lambda: ops.trial(Z, Zd, 0.5)),
+                "n_threads": int(n_threads)}
 
 
 def run_bench(X: np.ndarray | None = None, y: np.ndarray | None = None, *, lam: float = 1e-5,
@@ -51,7 +98,12 @@ def run_bench(X: np.ndarray | None = None, y: np.ndarray | None = None, *, lam: 
     dict
         :data:`BENCH_KEYS`. ``speedup = sklearn_s / ours_s`` (ours includes computing
         the basis); ``rel_objective_gap = (objective_ours - objective_sklearn) /
-        |objective_sklearn|`` (negative: ours is lower).
+        |objective_sklearn|`` (negative: ours is lower). ``floor_s`` = the L-BFGS steps
+        the pipeline took x the time of one step's two float32 matmuls at the solver's
+        thread count (:func:`step_costs`), measured in the same run: no implementation of
+        the same steps can be faster. ``breakdown_s`` splits ``pipeline_s`` into the
+        basis, those matmuls, the element-wise work (function evaluations x the measured
+        cost of one) and the rest (line-search bookkeeping, L-BFGS updates, Python).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -85,9 +137,18 @@ def run_bench(X: np.ndarray | None = None, y: np.ndarray | None = None, *, lam: 
     f_sk = objective(W_sk, X, T, lam)
 
     t0 = time.perf_counter()
-    self_distill(X, y, lam=lam, rounds=rounds, pll=True, n_classes=K,
-                 basis=SpectralBasis.from_features(X))
+    pipe_basis = SpectralBasis.from_features(X)
+    basis_s = time.perf_counter() - t0
+    fits = self_distill(X, y, lam=lam, rounds=rounds, pll=True, n_classes=K, basis=pipe_basis)
     pipeline_s = time.perf_counter() - t0
+    costs = step_costs(pipe_basis, T, lam)
+    steps = int(sum(f.fit.iterations for f in fits))
+    nfev = int(sum(f.fit.nfev for f in fits))
+    floor_s = steps * costs["matmul_step_s"]
+    elem_s = nfev * costs["elementwise_eval_s"]
+    # line-search trials beyond one per step each pay one more direction-free evaluation
+    breakdown = {"basis": basis_s, "matmuls": floor_s, "elementwise": elem_s,
+                 "rest": max(pipeline_s - basis_s - floor_s - elem_s, 0.0)}
     return {
         "ours_s": ours_s,
         "sklearn_s": sklearn_s,
@@ -96,6 +157,15 @@ def run_bench(X: np.ndarray | None = None, y: np.ndarray | None = None, *, lam: 
         "objective_sklearn": f_sk,
         "rel_objective_gap": (f_ours - f_sk) / abs(f_sk),
         "pipeline_s": pipeline_s,
+        "floor_s": floor_s,
+        "pipeline_over_floor": pipeline_s / floor_s if floor_s > 0 else float("nan"),
+        "steps": steps,
+        "nfev": nfev,
+        "steps_by_model": {f.name: int(f.fit.iterations) for f in fits},
+        "breakdown_s": breakdown,
+        "matmul_step_s": costs["matmul_step_s"],
+        "elementwise_eval_s": costs["elementwise_eval_s"],
+        "n_threads": costs["n_threads"],
         "n_train": int(N),
         "d": int(d),
         "K": int(K),

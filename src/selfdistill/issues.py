@@ -39,7 +39,12 @@ The top ``n_hat`` rows by score among those whose top class differs from the giv
 (so a suggestion exists) are flagged, most likely wrong first; ``suggested`` is the
 model's top class. The count is pooled over classes rather than applied per class:
 with a hundred rows per class the per-class counts are too noisy to cut on (measured:
-F1 0.94 pooled vs 0.91 per class on BANKING77, sym noise 0.2).
+F1 0.94 pooled vs 0.91 per class on BANKING77, sym noise 0.2). Recall counts as much as
+precision: the pooled cut aims at the F1-best set. cleanlab's per-cell cut
+(``flag_mask(..., rule="cells")``) is more precise and less complete; ``--lam auto`` uses
+it to choose the rows to *leave out* before refitting, where a dropped clean row costs
+more than a kept wrong one (measured: refit after pruning asym 0.4, 88.6 with the
+per-cell set vs 86.7 with the pooled one).
 """
 
 from __future__ import annotations
@@ -49,8 +54,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["LabelIssues", "NoiseEstimate", "confident_joint", "estimate_noise",
-           "estimate_n_issues", "flag_mask", "rank_label_issues", "find_label_issues",
-           "label_issues_from_cv", "refit_without_issues"]
+           "estimate_n_issues", "flag_mask", "FLAG_RULES", "rank_label_issues",
+           "find_label_issues", "label_issues_from_cv", "refit_without_issues"]
 
 
 @dataclass(frozen=True)
@@ -211,19 +216,30 @@ def estimate_noise(P: np.ndarray, y: np.ndarray) -> NoiseEstimate:
                          n_issues=n_issues)
 
 
-def flag_mask(P: np.ndarray, y: np.ndarray, C: np.ndarray | None = None) -> np.ndarray:
-    """Flagged rows by cell of the confident joint (module docstring, "Flagged set").
+#: How the flagged set is cut (:func:`flag_mask`)
+FLAG_RULES = ("pooled", "cells")
 
-    For every given class g and other class j, the ``round(C~[g, j])`` rows given g
-    with the largest margin ``P_ij - P_ig`` are flagged; a row whose top class is its
-    given label is never flagged.
+
+def flag_mask(P: np.ndarray, y: np.ndarray, C: np.ndarray | None = None, *,
+              rule: str = "pooled") -> np.ndarray:
+    """The flagged rows (module docstring, "Flagged set").
 
     Parameters
     ----------
     P : ndarray of shape (N, K)
+        Out-of-fold probabilities.
     y : ndarray of shape (N,)
     C : ndarray of shape (K, K), optional
         :func:`confident_joint` of ``P, y`` (computed when omitted).
+    rule : {"pooled", "cells"}, default="pooled"
+        ``"pooled"``: the ``n_issues`` rows (off-diagonal mass of ``C``) with the highest
+        score ``1 - P[given]`` among those whose top class is not the given one.
+        ``"cells"`` (cleanlab's ``prune_by_noise_rate``): for every off-diagonal cell
+        ``(g, j)`` the ``round(C[g, j])`` rows given g with the largest margin
+        ``P_j - P_g``, then the union. Measured on BANKING77 with out-of-fold
+        probabilities of the chosen candidate (F1, pooled vs cells): sym 0.2 0.939 vs
+        0.854 (under symmetric noise most cells round to 0), asym 0.2 0.922 vs 0.881,
+        asym 0.4 0.940 vs 0.910, cc 0.5 0.870 vs 0.850; idn 0.2 0.194 vs 0.256.
 
     Returns
     -------
@@ -237,20 +253,29 @@ def flag_mask(P: np.ndarray, y: np.ndarray, C: np.ndarray | None = None) -> np.n
     """
     y = np.asarray(y)
     N, K = P.shape
+    if rule not in FLAG_RULES:
+        raise ValueError(f"rule must be one of {FLAG_RULES}, got {rule!r}")
     if C is None:
         C = confident_joint(P, y)
+    top = np.argmax(P, axis=1)
+    mask = np.zeros(N, dtype=bool)
+    if rule == "pooled":
+        n = int(round(float(C.sum() - np.trace(C))))
+        cand = np.flatnonzero(top != y)
+        score = 1.0 - P[cand, y[cand]]
+        mask[cand[np.lexsort((cand, -score))[:n]]] = True
+        return mask
     counts = np.rint(C).astype(np.int64)
     np.fill_diagonal(counts, 0)
-    mask = np.zeros(N, dtype=bool)
     for g in np.flatnonzero(counts.sum(axis=1)):
         rows = np.flatnonzero(y == g)
         Pg = P[rows]
         for j in np.flatnonzero(counts[g]):
             n = int(min(counts[g, j], rows.size))
             margin = Pg[:, j] - Pg[:, g]
-            top = np.argpartition(-margin, n - 1)[:n] if n < rows.size else np.arange(rows.size)
-            mask[rows[top]] = True
-    mask &= np.argmax(P, axis=1) != y
+            pick = np.argpartition(-margin, n - 1)[:n] if n < rows.size else np.arange(rows.size)
+            mask[rows[pick]] = True
+    mask &= top != y
     return mask
 
 

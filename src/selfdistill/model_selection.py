@@ -661,7 +661,7 @@ def resolve_auto(
     P_screen = Ps["teacher"]
     screen_scores = {p["lam"]: p["score"] for p in path}
     est = estimate_noise(P_screen, y)
-    keep = ~flag_mask(P_screen, y)
+    keep = ~flag_mask(P_screen, y, rule="cells")
     T_inv = np.linalg.pinv(est.T)
 
     def score_of(P: np.ndarray) -> float:

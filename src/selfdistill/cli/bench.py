@@ -35,5 +35,8 @@ def bench(
     table.add_column("value", justify="right")
     for key in BENCH_KEYS:
         v = result[key]
+        if isinstance(v, dict):
+            v = ", ".join(f"{k} {x:.3g}" if isinstance(x, float) else f"{k} {x}"
+                          for k, x in v.items())
         table.add_row(key, f"{v:.6g}" if isinstance(v, float) else str(v))
     console.print(table)
