@@ -7,7 +7,7 @@ A config has two tables; every key is optional except ``grid.datasets``::
     [grid]                                # the cross product of these lists
     datasets = ["digits"]                 # "banking77" (bundled), "digits", or a .npz path
                                           # (relative to the config file)
-    noise = ["sym", "asym", "cc"]         # kinds: sym, asym, cc, none
+    noise = ["sym", "asym", "cc"]         # kinds: sym, asym, cc, idn, paper-asym, paper-cc, none
     rates = [0.0, 0.2, 0.5]               # each in [0, 1)
     seeds = [0, 1, 2]                     # noise seeds, ints >= 0
     lam = [1e-5]                          # L2 strengths > 0
@@ -44,11 +44,14 @@ from typing import Any
 
 from .._errors import SelfDistillError
 from .._validation import LAM, PLL_LOSSES, RATE, TOL, Interval, Q, check_params
+from ..noise import RATE_KINDS
 
 __all__ = ["SweepConfig", "GridPoint", "load_config", "parse_config", "NOISE_KINDS",
            "METHODS", "NAMED_DATASETS"]
 
-NOISE_KINDS = ("sym", "asym", "cc", "none")
+#: the kinds of :class:`selfdistill.noise.NoiseSpec` that a grid can name (rates come
+#: from ``grid.rates``)
+NOISE_KINDS = (*RATE_KINDS, "none")
 METHODS = ("teacher", "sd", "pll")
 NAMED_DATASETS = ("banking77", "digits")
 GRID_KEYS = ("datasets", "noise", "rates", "seeds", "lam", "rounds", "methods")
