@@ -217,6 +217,33 @@ def table(rows: list[dict], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def readme_table(rows: list[dict]) -> str:
+    """The README's compact table: both seeds per row, ``seed 0 / seed 1``."""
+    by = {}
+    for r in rows:
+        by.setdefault((r["kind"], r["rate"]), {})[r["seed"]] = r
+
+    def pair(d: dict, get, fmt=pct) -> str:
+        return " / ".join(fmt(get(d[s])) for s in sorted(d))
+
+    out = ["| noise | F1 ours | F1 cleanlab | acc selected | acc CleanLearning | "
+           "acc oracle | est / real rate | seconds ours / cleanlab find |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (kind, rate), d in sorted(by.items(), key=lambda kv: (ORDER.index(kv[0][0]),
+                                                             kv[0][1])):
+        out.append(
+            f"| {kind} {rate:g} | {pair(d, lambda r: r['ours']['issues']['f1'])} | "
+            f"{pair(d, lambda r: r['cleanlab']['issues']['f1'])} | "
+            f"{pair(d, lambda r: r['ours']['test_acc'])} | "
+            f"{pair(d, lambda r: r['cleanlab']['cl_test_acc'])} | "
+            f"{pair(d, lambda r: r['oracle']['test_acc'])} | "
+            f"{pair(d, lambda r: r['ours']['noise_estimate_rate'], lambda v: f'{v:.2f}')} "
+            f"vs {pair(d, lambda r: r['realized_rate'], lambda v: f'{v:.2f}')} | "
+            f"{pair(d, lambda r: r['ours']['seconds'], lambda v: f'{v:.0f}')} vs "
+            f"{pair(d, lambda r: r['cleanlab']['issues_seconds'], lambda v: f'{v:.0f}')} |")
+    return "\n".join(out) + "\n"
+
+
 def machine() -> str:
     try:
         model = next(ln.split(":", 1)[1].strip() for ln in
@@ -235,7 +262,12 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, default=Path("benchmarks/label_issues.json"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-oracle", action="store_true")
+    ap.add_argument("--readme", action="store_true",
+                    help="print the README's compact table from --json and exit")
     args = ap.parse_args(argv)
+    if args.readme:
+        print(readme_table(json.loads(args.json.read_text())), end="")
+        return
     warnings.simplefilter("ignore")  # sklearn's lbfgs chatter in cleanlab's baseline
     ds = load_banking77()
     rows = json.loads(args.json.read_text()) if args.resume and args.json.exists() else []

@@ -369,6 +369,8 @@ AUTO_SPLITS = 5
 #: seed 0): the same choice, the same flagged rows and the same final test accuracy at
 #: 1e-3 as at 1e-4, in 0.75x the time; the final fits still use the caller's tol.
 AUTO_TOL = 1e-3
+#: Run the cleaning pass between screen and refine (see :func:`resolve_auto`).
+AUTO_CLEAN_PASS = True
 #: Steps (x10 or /10) the lam grid may widen itself past either end during ``auto``.
 AUTO_WIDEN = 2
 #: SD rounds tried on the pruned folds (at most; ``rounds`` caps it too). Measured on
@@ -515,18 +517,22 @@ def resolve_auto(
 ) -> AutoSelection:
     """Choose lam, whether to prune, and the model, from the given labels only.
 
-    Three stages on one set of stratified folds (every row held out once):
+    Stages on one set of stratified folds (every row held out once; docs/selection.md):
 
     1. **Screen.** The teacher along the lam path, largest lam first, each fold
        warm-started from the previous lam; the path stops at the first lam whose
-       out-of-fold accuracy on the given labels drops. Its out-of-fold probabilities give
-       the noise estimate (:func:`~selfdistill.issues.estimate_noise`) and the flagged rows
-       (:func:`~selfdistill.issues.flag_mask`).
-    2. **Refine.** On each fold's training rows minus the flagged ones, the teacher along
-       the lam path from the screening lam down (stopping at the first drop), then SD
-       rounds and the PLL student at the best lam. The unpruned screening teacher stays a
-       candidate (clean data: pruning only removes hard rows).
-    3. **Choose** the candidate with the best ``score`` on the held-out rows:
+       out-of-fold accuracy on the given labels drops, and widens past the grid's edges
+       (``AUTO_WIDEN``) when its best is there.
+    2. **Clean.** The screen's out-of-fold probabilities flag a precise set
+       (:func:`~selfdistill.issues.flag_mask` ``rule="cells"``); the screening teacher
+       refitted on the folds minus that set gives out-of-fold probabilities whose pooled
+       flags (precise and complete) define the rows to leave out, and the noise estimate
+       (:func:`~selfdistill.issues.estimate_noise`) the score uses.
+    3. **Refine.** On each fold's training rows minus those rows, teacher and SD round 1
+       along the lam path from the screening lam down to the grid's end (stopping at the
+       first drop), then SD round 2 at the best lam. The unpruned screening teacher stays
+       a candidate (clean data: pruning only removes hard rows).
+    4. **Choose** the candidate with the best ``score`` on the held-out rows:
        ``"corrected"`` (default), the clean accuracy implied by the held-out confusion
        and the estimated noise matrix (:func:`corrected_accuracy`); or ``"kept"``, plain
        accuracy on the held-out rows that were not flagged.
@@ -613,7 +619,7 @@ def resolve_auto(
 
     def lam_path(rows_of: Callable, lams_: list[float], W_start: list | None,
                  scorer: Callable[[np.ndarray], float], stage: str, prefix: str,
-                 n_rounds: int):
+                 n_rounds: int, widen_down: bool = True):
         """Walk ``lams_`` (descending), each fold warm-started from the previous lam,
         until the best score of a lam first drops. The grid widens itself: when the
         first lam is the best, larger ones (x10) are tried, and when the last one still
@@ -638,7 +644,7 @@ def resolve_auto(
                 if cur[1] <= best[1]:
                     break
                 best, W_up = cur, cur[4]
-        elif not dropped:                           # still improving at the smallest lam
+        elif not dropped and widen_down:            # still improving at the smallest lam
             lam = best[0]
             for _ in range(AUTO_WIDEN):
                 lam = lam / 10
@@ -660,8 +666,20 @@ def resolve_auto(
         "screen", "", 0)
     P_screen = Ps["teacher"]
     screen_scores = {p["lam"]: p["score"] for p in path}
-    est = estimate_noise(P_screen, y)
     keep = ~flag_mask(P_screen, y, rule="cells")
+    if AUTO_CLEAN_PASS and not keep.all():
+        # one cleaning pass: the screening teacher refitted (warm) on the folds minus the
+        # screen's precise per-cell set; its out-of-fold probabilities, from cleaner
+        # folds, flag with both precision and recall (the pooled cut), and that set
+        # prunes the folds of the refine stage and the final fit alike
+        _, _, Pc, _, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
+                            lambda P: float(np.mean(P.argmax(axis=1) == y)), "clean",
+                            "pruned-", 0)
+        P_clean = Pc["teacher"]
+        keep = ~flag_mask(P_clean, y)
+    else:
+        P_clean = P_screen
+    est = estimate_noise(P_clean, y)
     T_inv = np.linalg.pinv(est.T)
 
     def score_of(P: np.ndarray) -> float:
@@ -683,7 +701,7 @@ def resolve_auto(
         n1 = min(rounds, 1)
         lam_ref, _, Ps, scored, W_ref = lam_path(
             lambda tr: tr[keep[tr]], [v for v in grid if v <= lam_screen], W_screen,
-            score_of, "refine", "pruned-", n1)
+            score_of, "refine", "pruned-", n1, widen_down=False)
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
