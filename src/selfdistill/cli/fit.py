@@ -137,7 +137,7 @@ def fit(
             if model_name.removeprefix("pruned-") not in names:
                 raise SelfDistillError(f"--model-name {model_name!r} is not a fitted model; "
                                        f"choose one of {', '.join(names)}")
-        with progress_bar("fit", quiet=quiet) as update:
+        with progress_bar("fit", quiet=quiet, phases=True) as update:
             training = load_training(
                 features, test=test, text_col=text_col, label_col=label_col,
                 embedding_col=embedding_col,
