@@ -131,7 +131,7 @@ def test_fit_texts_model_predict_relabel_report(capsys, texts, tmp_path, no_embe
     # the report
     html = (rep / "report.html").read_text()
     for heading in ("Selected model", "Accuracy per model", "Estimated noise",
-                    "Most confused pairs", "Flagged rows"):
+                    "Label quality per class", "Most confused pairs", "Flagged rows"):
         assert heading in html
     assert len(_imgs(html)) == 2 and "src='http" not in html and "<script" not in html
     for i in sorted(flagged)[:3]:

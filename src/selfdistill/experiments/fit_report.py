@@ -176,13 +176,17 @@ def write_fit_report(out_dir: str | Path, result: RunResult, training: TrainingI
             "heading": "Estimated noise",
             "html": (f"<p>About <b>{100 * est.rate:.1f}%</b> of the training labels look wrong "
                      f"({est.n_issues} of {ds.n_train} rows), estimated from the given labels "
-                     f"and out-of-fold probabilities ({html.escape(est.method)}). The table "
-                     "lists each class's estimated share of wrong labels among the rows given "
-                     "that class, noisiest first.</p>"),
-            "table": (class_rows, ["class", "rows", "noise", "flagged"],
-                      ["class (given)", "rows", "estimated noise %", "flagged rows"]),
+                     f"and out-of-fold probabilities ({html.escape(est.method)}).</p>"),
             "figure": (plot_class_noise(names, per, out / "class_noise.png"),
                        "Estimated share of wrong labels per given class"),
+        })
+        sections.append({
+            "heading": "Label quality per class",
+            "html": ("<p class='note'>Each class's estimated share of wrong labels among the "
+                     "rows given that class, and how many of them are flagged; noisiest "
+                     "first.</p>"),
+            "table": (class_rows, ["class", "rows", "noise", "flagged"],
+                      ["class (given)", "rows", "estimated noise %", "flagged rows"]),
         })
         pairs = [{"true": names[j], "given": names[g], "share": f"{100 * s:.2f}",
                   "rows": int(round(s * ds.n_train))} for j, g, s in est.top_confusions(15)]
@@ -203,7 +207,8 @@ def write_fit_report(out_dir: str | Path, result: RunResult, training: TrainingI
         cols = ["row", "given", "suggested", "score"] + (["text"] if training.texts else [])
         sections.append({
             "heading": f"Flagged rows ({len(iss)}; top {min(len(iss), N_FLAGGED_SHOWN)})",
-            "html": ("<p class='note'>Likely label errors, most confident first; score = "
+            "html": ("<style>p.flagged + table td{text-align:left}</style>"
+                     "<p class='note flagged'>Likely label errors, most confident first; score = "
                      f"1 − P[given] ({html.escape(iss.source)} probabilities). "
                      "<code>fit --relabel FILE.csv</code> writes every row.</p>"),
             "table": (shown, cols, None),
