@@ -221,3 +221,19 @@ def test_banking77_csv_reads_like_the_bundled_rows(tmp_path):
     shutil.copy(BANKING / "test.csv", tmp_path / "test.csv")
     texts_, labels = read_text_table(tmp_path / "test.csv")
     assert len(texts_) == 3080 and len(set(labels)) == 77
+
+
+def test_fit_report_without_test_set_or_noise_estimate(tmp_path, digits):
+    from dataclasses import replace
+
+    from selfdistill.experiments.fit_report import write_fit_report
+    from selfdistill.experiments.runner import run_pipeline
+    from selfdistill.inputs import TrainingInput
+
+    ds = replace(digits, X_test=None, y_test=None)
+    result = run_pipeline(ds, lam=1e-3, rounds=1, select=False, issues=False)
+    path = write_fit_report(tmp_path, result, TrainingInput(ds, None, "", "0" * 64),
+                            source="digits.npz")
+    html = path.read_text()
+    assert "no test set" in html and "Estimated noise" not in html and "Flagged" not in html
+    assert "no cross-validation ran" in html and len(_imgs(html)) == 1

@@ -101,3 +101,37 @@ def test_cache_path_depends_on_bytes_and_column(tmp_path):
     assert cache_path(a, text_col="other") != first
     a.write_text("text,category\nho,x\n")
     assert cache_path(a) != first
+
+
+@pytest.fixture()
+def fake_embedder(monkeypatch):
+    """A stand-in for the sentence model: counts calls, embeds text length."""
+    import selfdistill.embed
+    import selfdistill.inputs
+
+    calls = []
+
+    def embed(texts, **kw):
+        calls.append(len(texts))
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(selfdistill.embed, "embed_texts", embed)
+    monkeypatch.setattr(selfdistill.inputs, "_sentence_model", lambda: None)
+    return calls
+
+
+def test_text_embeddings_are_cached_and_a_bad_cache_is_rebuilt(tmp_path, fake_embedder):
+    src = tmp_path / "t.csv"
+    src.write_text("text,category\nhi,a\nhello,b\n")
+    first = read_rows(src)
+    assert fake_embedder == [2] and not first.from_cache
+    cached = cache_path(src)
+    assert cached.is_file() and (cached.parent / ".gitignore").read_text() == "*\n"
+    again = read_rows(src)
+    assert fake_embedder == [2] and again.from_cache
+    np.testing.assert_array_equal(again.X, first.X)
+    cached.write_bytes(b"garbage")  # unreadable cache: embedded again, cache rewritten
+    assert not read_rows(src).from_cache and fake_embedder == [2, 2]
+    assert read_rows(src).from_cache
+    assert not read_rows(src, cache=False).from_cache and fake_embedder == [2, 2, 2]
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -146,13 +146,20 @@ def _write_cache(path: Path, X: np.ndarray) -> None:
     """Store embeddings; best effort (a read-only folder only costs a re-embedding).
 
     Written straight to its place (temp file, rename), not in the command's output
-    batch: valid embeddings are kept even when the command fails later.
+    batch: valid embeddings are kept even when the command fails later. A new cache
+    folder gets a ``.gitignore`` of ``*``.
     """
+    from ._io import _umask
+
     with contextlib.suppress(OSError):
-        path.parent.mkdir(exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir()
+            # keep the cache out of version control without touching the user's .gitignore
+            (path.parent / ".gitignore").write_text("*\n", encoding="utf-8")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o666 & ~_umask())
                 np.savez(fh, X=X)
             os.replace(tmp, path)
         finally:
