@@ -76,7 +76,8 @@ def _phase(stage: str) -> str:
 @app.command()
 def fit(
     features: Path = typer.Argument(
-        ..., help="Training rows: .npz feature file (docs/spec.md), .csv/.jsonl of texts "
+        ..., metavar="INPUT",
+        help="Training rows: .npz feature file (docs/spec.md), .csv/.jsonl of texts "
         "(embedded with the bundled model, cached), or .parquet with an embedding column."),
     test: Path = typer.Option(None, "--test", help="Test rows, any input format; replaces "
                               "an .npz's own test set."),
@@ -107,7 +108,7 @@ def fit(
                                 "folder (report.html)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Fit teacher -> SD rounds -> PLL on FEATURES and report accuracies."""
+    """Fit teacher -> SD rounds -> PLL on INPUT and report accuracies."""
     from .._errors import SelfDistillError
     from ..distill import model_names
     from ..experiments.runner import run_pipeline

@@ -12,7 +12,8 @@ from ._common import check_distinct_paths, guard, progress_bar
 
 @app.command()
 def predict(
-    model: Path = typer.Argument(..., help="Model file written by fit --model (.npz)."),
+    model: Path = typer.Argument(..., metavar="MODEL",
+                                 help="Model file written by fit --model (.npz)."),
     input_path: Path = typer.Argument(
         ..., metavar="INPUT", help="Rows to predict: .npz (X_test when present, else X_train; "
         "see --split), .csv/.jsonl of texts, or .parquet with an embedding column."),
