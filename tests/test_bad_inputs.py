@@ -99,6 +99,43 @@ def toml(text: str) -> Callable[[Path], list[str]]:
     return make
 
 
+def model_file(d: Path, *, d_features: int = 64, **changes) -> str:
+    """A valid model file for 10 digits classes (``changes`` replace members)."""
+    from selfdistill.model_io import SavedModel, write_model
+
+    path = d / "m.npz"
+    write_model(path, SavedModel(W=np.zeros((10, d_features)), classes=np.arange(10).astype(str),
+                                 lam=1e-3, model_name="pll"))
+    if changes:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays.update(changes)
+        npz(path, **arrays)
+    return str(path)
+
+
+def predict_with(input_of: Callable[[Path], str], **model) -> Callable[[Path], list[str]]:
+    return lambda d: ["predict", model_file(d, **model), input_of(d), "--out", str(d / "p.csv")]
+
+
+def texts(content: str, name: str = "t.csv") -> Callable[[Path], list[str]]:
+    def make(d: Path) -> list[str]:
+        (d / name).write_text(content, encoding="utf-8")
+        return ["fit", str(d / name)]
+    return make
+
+
+def parquet(**columns) -> Callable[[Path], list[str]]:
+    def make(d: Path) -> list[str]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({k: pa.array(v) for k, v in columns.items()}),
+                       d / "e.parquet")
+        return ["fit", str(d / "e.parquet")]
+    return make
+
+
 GRID = '[grid]\ndatasets = ["good.npz"]\nnoise = ["sym"]\nrates = [0.2]\nseeds = [0]\n' \
        'lam = [1e-3]\nrounds = [1]\n'
 
@@ -182,6 +219,43 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
                                          str(d / "t.json")], "t.json"),
     ("theory: c <= d", lambda d: ["theory", "--c", "0.1", "--d", "0.2", "--json",
                                   str(d / "t.json")], "t.json"),
+    # texts, Parquet and the outputs of fit (issue 13)
+    ("missing text column", texts("sentence,category\nhi,a\nho,b\n"), "out.json"),
+    ("missing label column", texts("text,label\nhi,a\nho,b\n"), "out.json"),
+    ("empty text", texts("text,category\nhi,a\n   ,b\n"), "out.json"),
+    ("missing key in JSONL", texts('{"text": "hi"}\n', "t.jsonl"), "out.json"),
+    ("ragged Parquet embeddings",
+     parquet(embedding=[[0.1, 0.2], [0.3]], category=["a", "b"]), "out.json"),
+    ("Parquet without an embedding column", parquet(vec=[[0.1]], category=["a"]), "out.json"),
+    ("--test of another width", lambda d: ["fit", good(d), "--test",
+                                           npz(d / "t.npz", X_train=X[:5, :9], y_train=Y[:5])],
+     "out.json"),
+    ("--test label not among the training classes",
+     lambda d: ["fit", good(d), "--test", npz(d / "t.npz", X_train=X[:5], y_train=Y[:5] + 20)],
+     "out.json"),
+    ("--model-name of no fitted model",
+     lambda d: ["fit", good(d), "--model", str(d / "m.npz"), "--model-name", "sd-9"], "m.npz"),
+    ("--model-name without --model", fit_with("--model-name", "pll"), "out.json"),
+    ("--relabel not .csv or .npz", lambda d: ["fit", good(d), "--relabel", str(d / "r.txt")],
+     "r.txt"),
+    ("--report is a file", lambda d: ["fit", good(d), "--report", good(d)], "out.json"),
+    # predict
+    ("predict: model of the wrong d", predict_with(good, d_features=10), "p.csv"),
+    ("predict: schema version from the future",
+     predict_with(good, schema_version=np.array(99)), "p.csv"),
+    ("predict: a feature file as the model",
+     lambda d: ["predict", good(d), good(d), "--out", str(d / "p.csv")],
+     "p.csv"),
+    ("predict: missing model file",
+     lambda d: ["predict", str(d / "none.npz"), good(d), "--out", str(d / "p.csv")], "p.csv"),
+    ("predict: input without features",
+     predict_with(lambda d: npz(d / "labels.npz", y_train=Y)), "p.csv"),
+    ("predict: texts without the text column",
+     predict_with(lambda d: texts("sentence\nhi\n")(d)[1]), "p.csv"),
+    ("predict: input of unknown kind",
+     predict_with(lambda d: str(d / "x.txt")), "p.csv"),
+    ("predict: --out not .csv",
+     lambda d: ["predict", model_file(d), good(d), "--out", str(d / "p.json")], "p.json"),
     ("embed: missing text file", lambda d: ["embed", str(d / "none.csv"), "-o",
                                             str(d / "e.npz")], "e.npz"),
 ]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load lazily
     from .distill import NamedFit, pll_targets, self_distill
     from .estimator import SelfDistillationClassifier
     from .losses import objective, softmax
+    from .model_io import load_model
     from .noise import make_noisy_labels, transition_matrix
     from .solvers import FitResult, SpectralBasis, fit_softmax
 
@@ -47,6 +48,7 @@ _EXPORTS = {
     "pll_targets": "distill",
     "NamedFit": "distill",
     "SelfDistillationClassifier": "estimator",
+    "load_model": "model_io",
 }
 
 
@@ -81,5 +83,6 @@ __all__ = [
     "pll_targets",
     "NamedFit",
     "SelfDistillationClassifier",
+    "load_model",
     "__version__",
 ]

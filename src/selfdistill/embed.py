@@ -21,7 +21,8 @@ import numpy as np
 from ._errors import SelfDistillError
 from .datasets import Dataset
 
-__all__ = ["read_texts", "load_model", "embed_texts", "embed_files", "MODEL_NAME"]
+__all__ = ["read_texts", "read_text_table", "load_model", "embed_texts", "embed_files",
+           "MODEL_NAME"]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -34,7 +35,7 @@ def read_texts(path: str | Path, *, text_col: str = "text",
     ------
     SelfDistillError
         Missing file, unknown extension, missing column/key (with line number), a
-        non-string text, or no rows.
+        non-string or empty text, an empty label, or no rows.
 
     Examples
     --------
@@ -45,29 +46,71 @@ def read_texts(path: str | Path, *, text_col: str = "text",
     ...     read_texts(p)
     (['hi, there', 'bye'], ['greet', 'leave'])
     """
+    texts, labels = read_text_table(path, text_col=text_col, label_col=label_col)
+    assert labels is not None
+    return texts, labels
+
+
+def read_text_table(path: str | Path, *, text_col: str = "text", label_col: str = "category",
+                    need_labels: bool = True) -> tuple[list[str], list[str] | None]:
+    """Texts, and labels when present, of a ``.csv`` or ``.jsonl`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+    text_col, label_col : str
+        Column (CSV header) or key (JSON object) of the text and of the label.
+    need_labels : bool, default=True
+        When False a file without ``label_col`` is read too; its labels are ``None``
+        (a file with the column must have a label on every row).
+
+    Returns
+    -------
+    texts : list of str
+    labels : list of str or None
+
+    Raises
+    ------
+    SelfDistillError
+        As :func:`read_texts`.
+    """
     p = Path(path)
     if not p.is_file():
         raise SelfDistillError(f"text file not found: {p}")
     suffix = p.suffix.lower()
     texts: list[str] = []
     labels: list[str] = []
+    has_labels = True
+
+    def add(t: object, lab: object, where: str) -> None:
+        if not isinstance(t, str):
+            raise SelfDistillError(f"{where}: {text_col!r} must be a string")
+        if not t.strip():
+            raise SelfDistillError(f"{where}: empty text in {text_col!r}")
+        texts.append(t)
+        if has_labels:
+            if lab is None or not str(lab).strip():
+                raise SelfDistillError(f"{where}: empty label in {label_col!r}")
+            labels.append(str(lab))
+
     try:
         with open(p, newline="", encoding="utf-8") as fh:
             if suffix == ".csv":
                 reader = csv.DictReader(fh)
                 cols = reader.fieldnames or []
-                for col in (text_col, label_col):
+                has_labels = label_col in cols
+                for col in (text_col, label_col) if need_labels else (text_col,):
                     if col not in cols:
                         raise SelfDistillError(
                             f"{p} has no column {col!r}; columns: {', '.join(cols) or 'none'}")
                 for row in reader:
-                    t, lab = row.get(text_col), row.get(label_col)
-                    if t is None or lab is None:
+                    t = row.get(text_col)
+                    if t is None:
                         raise SelfDistillError(f"{p}, line {reader.line_num}: missing "
-                                               f"{text_col!r} or {label_col!r}")
-                    texts.append(t)
-                    labels.append(lab)
+                                               f"{text_col!r}")
+                    add(t, row.get(label_col), f"{p}, line {reader.line_num}")
             elif suffix in (".jsonl", ".ndjson"):
+                has_labels = None
                 for i, line in enumerate(fh, 1):
                     if not line.strip():
                         continue
@@ -75,13 +118,13 @@ def read_texts(path: str | Path, *, text_col: str = "text",
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise SelfDistillError(f"{p}, line {i}: not JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict) or text_col not in obj or label_col not in obj:
+                    if has_labels is None:
+                        has_labels = isinstance(obj, dict) and label_col in obj or need_labels
+                    need = (text_col, label_col) if has_labels else (text_col,)
+                    if not isinstance(obj, dict) or any(k not in obj for k in need):
                         raise SelfDistillError(
-                            f"{p}, line {i}: needs keys {text_col!r} and {label_col!r}")
-                    if not isinstance(obj[text_col], str):
-                        raise SelfDistillError(f"{p}, line {i}: {text_col!r} must be a string")
-                    texts.append(obj[text_col])
-                    labels.append(str(obj[label_col]))
+                            f"{p}, line {i}: needs key(s) {' and '.join(map(repr, need))}")
+                    add(obj[text_col], obj.get(label_col), f"{p}, line {i}")
             else:
                 raise SelfDistillError(f"{p}: expected a .csv or .jsonl file")
     except UnicodeDecodeError as exc:
@@ -90,7 +133,7 @@ def read_texts(path: str | Path, *, text_col: str = "text",
         raise SelfDistillError(f"{p}: malformed CSV: {exc}") from None
     if not texts:
         raise SelfDistillError(f"{p} has no rows")
-    return texts, labels
+    return texts, (labels if has_labels else None)
 
 
 def load_model(device: str = "cpu") -> Any:

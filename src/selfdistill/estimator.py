@@ -15,6 +15,7 @@ from ._validation import Interval as _Range
 from .distill import _self_distill, model_names
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
+from .model_io import features_sha256
 from .model_selection import CV_TOL, cross_validate_pipeline
 from .solvers import SpectralBasis
 
@@ -91,6 +92,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     cv_results_ : dict or None
         Cross-validation record when ``lam="auto"`` or ``mode="auto"``.
     n_iter_ : ndarray of shape (n_models,)
+    features_sha256_ : str
+        Digest of the training features (:func:`selfdistill.model_io.features_sha256`),
+        stored by :meth:`save` as the model's feature provenance.
 
     See Also
     --------
@@ -224,7 +228,66 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.label_issues_, self.label_issue_scores_ = rank_label_issues(P, y_enc)
             sugg = np.argmax(P[self.label_issues_], axis=1)
         self.label_issue_suggestions_ = self.classes_[sugg]
+        self.features_sha256_ = features_sha256(X)
         return self
+
+    def save(self, path):
+        """Write the fitted model as a pickle-free model file (:mod:`selfdistill.model_io`).
+
+        Parameters
+        ----------
+        path : str or Path
+            Target ``.npz``, written atomically.
+
+        Returns
+        -------
+        Path
+
+        See Also
+        --------
+        selfdistill.load_model : the loader; predictions are identical after a round trip.
+        """
+        from .model_io import SavedModel, write_model
+
+        check_is_fitted(self)
+        params = {k: (list(v) if isinstance(v, tuple) else v)
+                  for k, v in self.get_params().items()}
+        if not isinstance(params.get("random_state"), (int, type(None))):
+            params["random_state"] = None
+        return write_model(path, SavedModel(
+            W=self.coef_, classes=self.classes_, lam=self.lam_, model_name=self.selected_,
+            features_sha256=getattr(self, "features_sha256_", ""), params=params))
+
+    @classmethod
+    def load(cls, path):
+        """A fitted classifier from a model file (written by :meth:`save` or ``fit --model``).
+
+        Only what prediction needs is restored: ``coef_``, ``classes_``,
+        ``n_features_in_``, ``lam_``, ``selected_`` and the parameters; the training
+        history and label issues are not stored (``history_`` is empty).
+
+        Raises
+        ------
+        SelfDistillError
+            Not a model file, a schema version from a newer selfdistill, malformed members.
+        """
+        from .model_io import read_model
+
+        saved = read_model(path)
+        known = set(cls._get_param_names())
+        params = {k: (tuple(v) if k == "lam_grid" else v)
+                  for k, v in saved.params.items() if k in known}
+        clf = cls(**params)
+        clf.classes_ = saved.classes
+        clf.coef_ = saved.W
+        clf.n_features_in_ = saved.d
+        clf.lam_ = saved.lam
+        clf.selected_ = saved.model_name
+        clf.features_sha256_ = saved.features_sha256
+        clf.history_ = []
+        clf.n_iter_ = np.zeros(0, dtype=int)
+        clf.cv_results_ = None
+        return clf
 
     def decision_function(self, X):
         """Logits ``X W^T`` of the predicting model, shape (M, K) (or (M,) when K = 2)."""

@@ -1,10 +1,10 @@
-"""Command line: ``selfdistill fit|demo|theory|sweep|report|bench|embed``.
+"""Command line: ``selfdistill fit|predict|demo|theory|sweep|report|bench|embed``.
 
 Each command lives in its own module and registers itself on :data:`app`; heavy
 imports happen inside the command bodies.
 """
 
-from . import bench, demo, embed, fit, report, sweep, theory  # noqa: F401  (register)
+from . import bench, demo, embed, fit, predict, report, sweep, theory  # noqa: F401  (register)
 from ._app import app, fail, run
 
 __all__ = ["app", "run", "fail"]

@@ -36,10 +36,13 @@ def fmt_pct(x: float | None) -> str:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[..., None]]:
+def progress_bar(description: str, *, quiet: bool = False,
+                 phases: bool = False) -> Iterator[Callable[..., None]]:
     """A rich progress bar on stderr; yields ``update(done, total, label="")``.
 
-    Off when ``quiet`` or stderr is not a terminal.
+    With ``phases`` the label names the current phase (the part before `` (``): a new
+    phase restarts the counts and the time-remaining estimate. Off when ``quiet`` or
+    stderr is not a terminal.
     """
     if quiet or not sys.stderr.isatty():
         yield lambda *a, **k: None
@@ -57,10 +60,18 @@ def progress_bar(description: str, *, quiet: bool = False) -> Iterator[Callable[
                   TimeElapsedColumn(), TimeRemainingColumn(), console=error_console,
                   transient=True) as prog:
         task = prog.add_task(description, total=None)
+        phase = [""]
 
         def update(done: int, total: int, label: str = "") -> None:
             desc = f"{description} {label}".strip()
-            prog.update(task, completed=done, total=total, description=desc)
+            # a new phase ("embedding texts", "cross-validation", "final fits (sd-2)" ->
+            # "final fits") restarts the bar, so its ETA is the phase's own
+            name = label.split(" (")[0]
+            if phases and name != phase[0]:
+                phase[0] = name
+                prog.reset(task, total=total, completed=done, description=desc)
+            else:
+                prog.update(task, completed=done, total=total, description=desc)
 
         yield update
 

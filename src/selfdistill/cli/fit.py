@@ -67,9 +67,25 @@ def _csv(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
 
 
+#: progress stages of run_pipeline -> the phase shown on the bar
+def _phase(stage: str) -> str:
+    if stage == "cv":
+        return "cross-validation"
+    return "final fits" if stage == "done" else f"final fits ({stage})"
+
+
 @app.command()
 def fit(
-    features: Path = typer.Argument(..., help="Feature file (.npz, see docs/spec.md)."),
+    features: Path = typer.Argument(
+        ..., metavar="INPUT",
+        help="Training rows: .npz feature file (docs/spec.md), .csv/.jsonl of texts "
+        "(embedded with the bundled model, cached), or .parquet with an embedding column."),
+    test: Path = typer.Option(None, "--test", help="Test rows, any input format; replaces "
+                              "an .npz's own test set."),
+    text_col: str = typer.Option("text", help="Text column of .csv/.jsonl (.parquet: kept "
+                                 "for --relabel and --report)."),
+    label_col: str = typer.Option("category", help="Label column of .csv/.jsonl/.parquet."),
+    embedding_col: str = typer.Option("embedding", help="Embedding column of .parquet."),
     noise: str = typer.Option(
         "none", help="none, KIND:RATE (KIND: sym, asym, cc, idn, paper-asym, paper-cc) or "
         "matrix:PATH.npy"),
@@ -83,42 +99,88 @@ def fit(
                                 help="Recommend a model by CV on the given labels."),
     json_out: Path = typer.Option(None, "--json", help="Write the result record here."),
     issues: Path = typer.Option(None, "--issues", help="Write likely label errors (CSV)."),
+    model_out: Path = typer.Option(None, "--model", help="Save the selected model (.npz "
+                                   "model file; use it with selfdistill predict)."),
+    model_name: str = typer.Option(None, "--model-name", help="Save this model instead of "
+                                   "the selected one (teacher, sd-T, pll)."),
+    relabel: Path = typer.Option(None, "--relabel", help="Write every training row with its "
+                                 "given and suggested label, flag and score (.csv or .npz)."),
+    report: Path = typer.Option(None, "--report", help="Write an HTML report into this "
+                                "folder (report.html)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Fit teacher -> SD rounds -> PLL on FEATURES and report accuracies."""
-    from ..datasets import load_features
+    """Fit teacher -> SD rounds -> PLL on INPUT and report accuracies."""
+    from .._errors import SelfDistillError
+    from ..distill import model_names
     from ..experiments.runner import run_pipeline
+    from ..inputs import load_training
     from ..noise import NoiseSpec
 
+    report_html = None if report is None else report / "report.html"
     with guard():
         spec = NoiseSpec.parse(noise)
-        check_distinct_paths({"FEATURES": features,
+        check_distinct_paths({"FEATURES": features, "--test": test,
                               "--noise matrix": Path(spec.source) if spec.source else None},
-                             {"--issues": issues, "--json": json_out})
+                             {"--issues": issues, "--json": json_out, "--model": model_out,
+                              "--relabel": relabel, "--report": report_html})
         lam_v = parse_lam(lam)
         check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
-        for out in (json_out, issues):
+        for out in (json_out, issues, model_out, relabel):
             if out is not None and out.is_dir():
-                from .._errors import SelfDistillError
                 raise SelfDistillError(f"cannot write {out}: it is a directory")
-        ds = load_features(features)
-        if spec.kind == "custom":
-            from .._validation import check_transition_matrix
-            check_transition_matrix(spec.T, n_classes=ds.n_classes, where=spec.source)
-        want_issues = issues is not None or select or lam_v == "auto"
-        with progress_bar("fitting", quiet=quiet) as update:
+        if report is not None and report.exists() and not report.is_dir():
+            raise SelfDistillError(f"--report must name a folder, {report} is a file")
+        if relabel is not None and relabel.suffix.lower() not in (".csv", ".npz"):
+            raise SelfDistillError(f"--relabel must name a .csv or .npz file, got {relabel}")
+        if model_name is not None:
+            if model_out is None:
+                raise SelfDistillError("--model-name needs --model OUT.npz")
+            names = model_names(rounds, pll)
+            if model_name.removeprefix("pruned-") not in names:
+                raise SelfDistillError(f"--model-name {model_name!r} is not a fitted model; "
+                                       f"choose one of {', '.join(names)}")
+        with progress_bar("fit", quiet=quiet, phases=True) as update:
+            training = load_training(
+                features, test=test, text_col=text_col, label_col=label_col,
+                embedding_col=embedding_col,
+                progress=lambda d, t: update(d, t, "embedding texts"))
+            ds = training.dataset
+            if spec.kind == "custom":
+                from .._validation import check_transition_matrix
+                check_transition_matrix(spec.T, n_classes=ds.n_classes, where=spec.source)
+            want_issues = (issues is not None or relabel is not None or report is not None
+                           or select or lam_v == "auto")
             result = run_pipeline(
                 ds, noise=spec, noise_seed=noise_seed, lam=lam_v, rounds=rounds, pll=pll,
                 pll_loss=pll_loss, q=q, select=select, issues=want_issues,
-                progress=lambda name, d, t: update(d, t, name),
+                progress=lambda name, d, t: update(d, t, _phase(name)),
             )
-        if issues is not None:
-            if result.issues is None:
-                from .._errors import SelfDistillError
-                raise SelfDistillError("--issues needs out-of-fold probabilities")
-            write_issues_csv(issues, result, ds.classes)
-        if json_out is not None:
-            write_json(json_out, result.to_record())
+            if issues is not None:
+                if result.issues is None:
+                    raise SelfDistillError("--issues needs out-of-fold probabilities")
+                write_issues_csv(issues, result, ds.classes)
+            if json_out is not None:
+                write_json(json_out, result.to_record())
+            saved_name = None
+            if model_out is not None:
+                from ..experiments.outputs import pick_model, save_run_model
+
+                saved_name = pick_model(result, model_name)
+                save_run_model(model_out, result, ds, name=saved_name,
+                               features_sha256=training.features_sha256,
+                               embedding_model=training.embedding_model)
+            if relabel is not None:
+                from ..experiments.outputs import relabel_rows, write_relabel
+
+                write_relabel(relabel, relabel_rows(result, ds, training.texts))
+            if report is not None:
+                from .._io import ensure_dir
+                from ..experiments.fit_report import write_fit_report
+
+                update(0, 1, "report")
+                write_fit_report(ensure_dir(report), result, training,
+                                 source=str(features), test=None if test is None else str(test))
+                update(1, 1, "report")
     record = result.to_record()
     title = (f"{record['dataset']}: N={record['n_train']}, K={record['n_classes']}, "
              f"noise {record['noise']['kind']} {record['noise']['realized_rate']:.3f} "
@@ -129,6 +191,15 @@ def fit(
     if result.issues is None:
         console.print("label errors not searched: they need out-of-fold probabilities "
                       "(drop --no-select or add --issues FILE.csv)")
+    if training.embedding_model:
+        from ..inputs import CACHE_DIR
+
+        console.print(f"{training.embedded} texts embedded with {training.embedding_model} "
+                      f"(cached in {CACHE_DIR}/ beside the input)" if training.embedded else
+                      f"embeddings ({training.embedding_model}) read from {CACHE_DIR}/ "
+                      "beside the input", markup=False, highlight=False, soft_wrap=True)
     console.print(fit_summary(None if result.issues is None else len(result.issues),
-                              {"likely label errors": issues, "result record": json_out}),
+                              {"likely label errors": issues, "result record": json_out,
+                               f"model ({saved_name})": model_out,
+                               "relabelled rows": relabel, "report": report_html}),
                   markup=False, highlight=False, soft_wrap=True)
