@@ -14,6 +14,10 @@
   - ``"two-hot"``: cross-entropy on the target ``(e_k + e_l)/2``. Convex (an exact
     fixed point, the object of theory-derivation.md §3's PLL claim) and slightly weaker on
     real data.
+
+With two classes (K = 2) the top-2 set is every class: the partial label carries no
+information, so the estimator and ``selfdistill fit`` never fit (nor select) the PLL
+student there (:func:`pll_applies`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .solvers import FitResult, SpectralBasis, _fit_softmax, one_hot
 __all__ = [
     "NamedFit",
     "PLL_LOSSES",
+    "pll_applies",
     "pll_targets",
     "self_distill",
     "model_names",
@@ -80,6 +85,20 @@ def model_names(rounds: int, pll: bool) -> list[str]:
     ['teacher', 'sd-1', 'sd-2', 'pll']
     """
     return ["teacher"] + [f"sd-{t}" for t in range(1, rounds + 1)] + (["pll"] if pll else [])
+
+
+def pll_applies(n_classes: int) -> bool:
+    """Whether the top-2 PLL student means anything for ``n_classes`` classes (K >= 3).
+
+    With K = 2 the top-2 candidate set is every class, so the partial label rules
+    nothing out; callers then leave the PLL student out of the pipeline.
+
+    Examples
+    --------
+    >>> pll_applies(2), pll_applies(3)
+    (False, True)
+    """
+    return int(n_classes) > 2
 
 
 def pll_targets(P: np.ndarray, k: int = 2) -> np.ndarray:
