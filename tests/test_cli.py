@@ -333,3 +333,59 @@ def test_fit_says_how_many_rows_were_flagged_and_where_files_went(capsys, tmp_pa
     code, stdout, _ = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "1e-3",
                           "--rounds", "0", "--no-select", "--quiet")
     assert "label errors not searched" in stdout and "flagged" not in stdout
+
+
+def _breast_cancer_npz(tmp_path) -> Path:
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    path = tmp_path / "bc.npz"
+    np.savez(path, X_train=X[:400], y_train=y[:400], X_test=X[400:], y_test=y[400:])
+    return path
+
+
+@pytest.mark.parametrize("lam", ["1e-4", "auto"])
+def test_two_classes_never_fit_or_select_pll(capsys, tmp_path, lam):
+    # issue 16: with K = 2 the top-2 set is every class, yet PLL was selected on
+    # breast_cancer
+    out = tmp_path / "out.json"
+    code, stdout, err = cli(capsys, "fit", _breast_cancer_npz(tmp_path), "--lam", lam,
+                            "--rounds", "1", "--json", out, "--quiet")
+    rec = json.loads(out.read_text())
+    assert code == 0 and rec["n_classes"] == 2
+    assert not [m for m in rec["models"] if m["name"].endswith("pll")]
+    assert not rec["selected"].endswith("pll")
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
+    assert len(notes) == 1 and "PLL student is not fitted" in notes[0], err
+
+
+def test_a_class_with_one_example_is_named_in_one_warning(capsys, tmp_path, digits):
+    # issue 16: a class with one example got no warning
+    y = digits.y_train[:300].copy()
+    keep = np.flatnonzero(y != 7)[:299]
+    rows = np.concatenate([keep, np.flatnonzero(y == 7)[:1]])
+    names = np.array([f"digit-{k}" for k in range(10)])
+    path = tmp_path / "one.npz"
+    np.savez(path, X_train=digits.X_train[rows], y_train=y[rows], classes=names)
+    code, _, err = cli(capsys, "fit", path, "--lam", "1e-3", "--rounds", "0", "--no-pll",
+                       "--no-select", "--quiet")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 0 and len(lines) == 1, err
+    assert lines[0].startswith("warning: class 'digit-7' has only one training example")
+
+
+def test_noise_on_a_file_with_clean_labels_says_it_redraws(capsys, tmp_path, digits):
+    # issue 16: y_train_clean plus --noise silently replaced the file's noisy y_train
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    path = tmp_path / "given.npz"
+    np.savez(path, X_train=X, y_train=(y + 1) % 10, y_train_clean=y)
+    args = ["fit", path, "--lam", "1e-3", "--rounds", "0", "--no-pll", "--no-select",
+            "--quiet"]
+    code, _, err = cli(capsys, *args, "--noise", "sym:0.2")
+    assert code == 0
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "note: --noise draws new given labels from the file's y_train_clean; its y_train is "
+        "not used"]
+    code, _, err = cli(capsys, *args)
+    assert code == 0 and "note:" not in err

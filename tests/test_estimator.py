@@ -128,3 +128,10 @@ def test_two_classes_never_fit_or_select_pll():
     with pytest.warns(UserWarning, match="mode='pll' needs at least 3 classes"):
         pll = SelfDistillationClassifier(lam=1e-4, mode="pll").fit(X, y)
     assert pll.selected_ == "teacher" and [h["name"] for h in pll.history_] == ["teacher"]
+
+
+def test_a_class_with_one_example_warns_naming_it(digits):
+    X, y = digits.X_train[:200], np.array([f"c{k}" for k in digits.y_train[:200]])
+    y[np.flatnonzero(y == "c3")[1:]] = "c4"
+    with pytest.warns(UserWarning, match="class 'c3' has only one training example"):
+        SelfDistillationClassifier(lam=1e-3, mode="teacher").fit(X, y)

@@ -41,6 +41,7 @@ __all__ = [
     "check_targets",
     "check_rate",
     "check_transition_matrix",
+    "warn_single_example_classes",
 ]
 
 
@@ -276,6 +277,54 @@ def check_labels(
             f"{label} has {n_distinct} class; at least {min_classes} classes are needed"
         )
     return arr
+
+
+def warn_single_example_classes(y: np.ndarray, names: Any, *, stacklevel: int = 2) -> list[str]:
+    """Warn (``UserWarning``) naming every class with exactly one example in ``y``.
+
+    One example cannot be held out and learned from at once: cross-validation sees the
+    class either in training or in the held-out fold, and a wrong label on that row
+    cannot be told from the class itself.
+
+    Parameters
+    ----------
+    y : ndarray of shape (N,)
+        Class indices in ``0..K-1``.
+    names : sequence of length K
+        Class names, in index order.
+    stacklevel : int, default=2
+        Passed to :func:`warnings.warn`.
+
+    Returns
+    -------
+    list of str
+        The names of the classes warned about (empty: no warning).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_single_example_classes(np.array([0, 0, 1]), ["cat", "dog"])
+    ['dog']
+    >>> str(w[0].message)
+    "class 'dog' has only one training example: ..."
+    """
+    import warnings
+
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+    single = [str(names[k]) for k in np.flatnonzero(counts == 1)]
+    if single:
+        shown = ", ".join(repr(n) for n in single[:5])
+        more = f" and {len(single) - 5} more" if len(single) > 5 else ""
+        which = (f"class {shown} has" if len(single) == 1
+                 else f"{len(single)} classes have")
+        listing = "" if len(single) == 1 else f" ({shown}{more})"
+        warnings.warn(
+            f"{which} only one training example{listing}: it cannot be both learned and "
+            "held out, so cross-validation and label checks on it are unreliable",
+            UserWarning, stacklevel=stacklevel + 1)
+    return single
 
 
 def check_targets(T: Any, *, n_samples: int, name: str = "targets") -> np.ndarray:

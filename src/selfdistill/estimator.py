@@ -11,7 +11,16 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import LAM, MAX_ITER, PLL_LOSSES, ROUNDS, TOL, Q, check_lam
+from ._validation import (
+    LAM,
+    MAX_ITER,
+    PLL_LOSSES,
+    ROUNDS,
+    TOL,
+    Q,
+    check_lam,
+    warn_single_example_classes,
+)
 from ._validation import Interval as _Range
 from .distill import _self_distill, model_names, pll_applies
 from .issues import label_issues_from_cv, rank_label_issues
@@ -191,6 +200,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_[0]!r}"
             )
+        warn_single_example_classes(y_enc, self.classes_)
         mode = MODE_ALIASES.get(self.mode, self.mode)
         rounds = self.rounds if mode in ("sd", "auto") else 0
         pll = mode in ("pll", "auto") and pll_applies(K)

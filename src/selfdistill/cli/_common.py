@@ -14,7 +14,7 @@ from .._validation import LAM_RANGE, check_lam
 from ._app import error_console, fail
 
 __all__ = ["parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
-           "check_distinct_paths", "fit_summary"]
+           "check_distinct_paths", "fit_summary", "note"]
 
 
 def parse_lam(value: str) -> float | str:
@@ -83,6 +83,12 @@ def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None]) -> str:
            else " (list them with --issues FILE.csv)")]
     lines += [f"{what}: {path}" for what, path in outputs.items() if path is not None]
     return "\n".join(lines)
+
+
+def note(text: str) -> None:
+    """One ``note: <text>`` line on stderr: something the user should know, not a fault."""
+    line = " ".join(str(text).split())
+    error_console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

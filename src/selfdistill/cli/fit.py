@@ -14,6 +14,7 @@ from ._common import (
     fit_summary,
     fmt_pct,
     guard,
+    note,
     parse_lam,
     progress_bar,
     write_json,
@@ -101,6 +102,16 @@ def fit(
                 from .._errors import SelfDistillError
                 raise SelfDistillError(f"cannot write {out}: it is a directory")
         ds = load_features(features)
+        from .._validation import warn_single_example_classes
+        from ..distill import pll_applies
+        warn_single_example_classes(ds.y_train, ds.classes)
+        if pll and not pll_applies(ds.n_classes):
+            pll = False
+            note("2 classes: the top-2 partial label is every class, so the PLL student "
+                 "is not fitted (it needs 3 or more)")
+        if ds.y_train_clean is not None and not spec.is_none:
+            note("--noise draws new given labels from the file's y_train_clean; its "
+                 "y_train is not used")
         if spec.kind == "custom":
             from .._validation import check_transition_matrix
             check_transition_matrix(spec.T, n_classes=ds.n_classes, where=spec.source)
