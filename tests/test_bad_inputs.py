@@ -193,6 +193,8 @@ NOTICES: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("a class with one training example",
      feat(y_train=np.where((Y == 3) & (np.arange(60) > 10), 4, Y))),
     ("two classes: the top-2 PLL set is every class", feat(y_train=Y % 2)),
+    ("features scaled by 1e4", feat(X_train=X * 1e4)),
+    ("features scaled by 1e-4", feat(X_train=X * 1e-4)),
     ("--noise on a file that has y_train_clean",
      lambda d: [*feat(y_train=(Y + 1) % 10, y_train_clean=Y)(d), "--noise", "sym:0.2"]),
 ]

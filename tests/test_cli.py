@@ -312,6 +312,9 @@ def test_warnings_are_one_clean_line(capsys, tmp_path, digits):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines and all(ln.startswith("warning: ") for ln in lines), err
     assert "did not converge" in err and ".py:" not in err and "warnings.warn" not in err
+    # issue 16: the scale is named, with the fix
+    assert "warning: features look unscaled (root-mean-square row norm" in err
+    assert "divide the features by" in err
 
 
 def test_fit_says_how_many_rows_were_flagged_and_where_files_went(capsys, tmp_path, small_npz):

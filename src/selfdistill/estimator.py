@@ -19,6 +19,7 @@ from ._validation import (
     TOL,
     Q,
     check_lam,
+    warn_feature_scale,
     warn_single_example_classes,
 )
 from ._validation import Interval as _Range
@@ -201,6 +202,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 f"but the data contains only one class: {self.classes_[0]!r}"
             )
         warn_single_example_classes(y_enc, self.classes_)
+        warn_feature_scale(X)
         mode = MODE_ALIASES.get(self.mode, self.mode)
         rounds = self.rounds if mode in ("sd", "auto") else 0
         pll = mode in ("pll", "auto") and pll_applies(K)

@@ -102,9 +102,10 @@ def fit(
                 from .._errors import SelfDistillError
                 raise SelfDistillError(f"cannot write {out}: it is a directory")
         ds = load_features(features)
-        from .._validation import warn_single_example_classes
+        from .._validation import warn_feature_scale, warn_single_example_classes
         from ..distill import pll_applies
         warn_single_example_classes(ds.y_train, ds.classes)
+        warn_feature_scale(ds.X_train)
         if pll and not pll_applies(ds.n_classes):
             pll = False
             note("2 classes: the top-2 partial label is every class, so the PLL student "
