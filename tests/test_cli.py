@@ -392,3 +392,28 @@ def test_noise_on_a_file_with_clean_labels_says_it_redraws(capsys, tmp_path, dig
         "not used"]
     code, _, err = cli(capsys, *args)
     assert code == 0 and "note:" not in err
+
+
+def test_progress_without_a_terminal_is_one_line_per_phase(capsys, small_npz):
+    # issue 16: with stderr not a TTY there was no progress at all
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--rounds", "2")
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("fitting: ")]
+    assert lines == ["fitting: cv", "fitting: teacher", "fitting: sd-1", "fitting: sd-2",
+                     "fitting: pll"], err
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--rounds", "2", "--quiet")
+    assert code == 0 and "fitting:" not in err
+
+
+def test_ctrl_c_during_fit_writes_nothing_and_exits_130(capsys, tmp_path, small_npz,
+                                                       monkeypatch):
+    from selfdistill.experiments import runner
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_pipeline", interrupt)
+    out = tmp_path / "out.json"
+    code, stdout, err = cli(capsys, "fit", small_npz, "--json", out, "--quiet")
+    assert code == 130 and err.strip() == "interrupted; nothing written" and not stdout
+    assert not out.exists() and not list(tmp_path.glob(".out.json*"))

@@ -26,15 +26,25 @@ def sweep(
     from ..experiments.config import load_config
     from ..experiments.sweep import parse_scheduler, run_sweep
 
-    with guard():
+    state = {"done": 0, "total": 0}
+
+    def interrupted() -> str:
+        if not state["total"]:
+            return "interrupted; nothing written"
+        db = out / "results.sqlite"
+        return (f"interrupted; {state['done']} of {state['total']} points stored in {db}; "
+                "re-run with --resume to finish")
+
+    with guard(on_interrupt=interrupted):
         cfg = load_config(config)
         parse_scheduler(scheduler)
-        with progress_bar("sweep", quiet=quiet) as update:
+        with progress_bar("sweep", quiet=quiet, counts=True) as update:
             stored: list[int] = []
 
             def step(done: int, total: int, label: str) -> None:
                 # the bar counts this run's points only, so the ETA is not fooled by
                 # points a killed run already stored
+                state.update(done=done, total=total)
                 if not stored:
                     stored.append(done)
                 note = f"({stored[0]} of {total} already stored) " if stored[0] else ""

@@ -143,7 +143,15 @@ def _run_local(tasks: list[Task], workers: int) -> Iterator[tuple[int, dict[str,
 
 
 def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in pool workers
-    """Pool-worker initializer: exit when the sweep process is gone (e.g. SIGKILL)."""
+    """Pool-worker initializer: exit when the sweep process is gone (e.g. SIGKILL).
+
+    Ctrl-C reaches every process of the terminal's group; workers ignore it and leave
+    the sweep process to stop the pool and say what was stored (no worker tracebacks).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def loop() -> None:
         while True:
             if os.getppid() != parent:
@@ -175,6 +183,9 @@ def _run_processes(tasks: list[Task], workers: int) -> Iterator[tuple[int, dict[
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: pending[f]):
                     yield pending.pop(fut), fut.result()
+        except BaseException:  # Ctrl-C, a failed point: drop what is queued, now
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             for fut in pending:
                 fut.cancel()
