@@ -175,6 +175,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("missing config file", lambda d: ["sweep", str(d / "nope.toml"), "--out", str(d / "o")],
      "o"),
     ("unknown scheduler", lambda d: [*toml(GRID)(d), "--scheduler", "slurm"], "sweep-out"),
+    ("sweep of 10,000 points without --yes",
+     toml(GRID.replace("seeds = [0]", f"seeds = {list(range(10_000))}")), "sweep-out"),
     ("report on a folder without results", lambda d: ["report", str(d)], "report.html"),
     # theory and embed
     ("theory: K < 2", lambda d: ["theory", "--K", "1", "--json", str(d / "t.json")], "t.json"),
