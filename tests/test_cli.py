@@ -158,6 +158,21 @@ def test_demo_quick_writes_report(capsys, tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert len(rows) == 3 * 6
     assert "teacher" in stdout
+    # issue 16 (reports): figures as wide as the report shows them (1100 px column), the
+    # clean point inside the noise kind's panel, accuracies in % everywhere
+    from PIL import Image
+
+    for png in out.glob("*.png"):
+        assert Image.open(png).size[0] <= 1100, png.name
+    assert "All models (accuracies in %)" in html and "test acc %" in html
+    # `report` on the demo folder keeps the demo's report.html and counts its PNGs
+    before = (out / "report.html").read_bytes()
+    pngs = set(out.glob("*.png"))
+    code, stdout, _ = cli(capsys, "report", out)
+    assert code == 0 and (out / "report.html").read_bytes() == before
+    assert (out / "results-report.html").is_file()
+    n_new = len(set(out.glob("*.png")) - pngs)
+    assert f"({n_new} figures" in stdout
 
 
 def test_fit_non_contiguous_labels_equal_contiguous_ones(capsys, tmp_path, digits):
