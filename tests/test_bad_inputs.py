@@ -212,6 +212,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("missing config file", lambda d: ["sweep", str(d / "nope.toml"), "--out", str(d / "o")],
      "o"),
     ("unknown scheduler", lambda d: [*toml(GRID)(d), "--scheduler", "slurm"], "sweep-out"),
+    ("sweep of 10,000 points without --yes",
+     toml(GRID.replace("seeds = [0]", f"seeds = {list(range(10_000))}")), "sweep-out"),
     ("report on a folder without results", lambda d: ["report", str(d)], "report.html"),
     # theory and embed
     ("theory: K < 2", lambda d: ["theory", "--K", "1", "--json", str(d / "t.json")], "t.json"),
@@ -261,6 +263,19 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
 ]
 
 
+#: Inputs that are accepted (exit 0) with a ``warning:`` or ``note:`` line saying what the
+#: tool did about them: (what, command builder)
+NOTICES: list[tuple[str, Callable[[Path], list[str]]]] = [
+    ("a class with one training example",
+     feat(y_train=np.where((Y == 3) & (np.arange(60) > 10), 4, Y))),
+    ("two classes: the top-2 PLL set is every class", feat(y_train=Y % 2)),
+    ("features scaled by 1e4", feat(X_train=X * 1e4)),
+    ("features scaled by 1e-4", feat(X_train=X * 1e-4)),
+    ("--noise on a file that has y_train_clean",
+     lambda d: [*feat(y_train=(Y + 1) % 10, y_train_clean=Y)(d), "--noise", "sym:0.2"]),
+]
+
+
 def run_case(make: Callable[[Path], list[str]], d: Path, capsys=None) -> tuple[int, str]:
     args = make(d)
     if args[0] == "fit":
@@ -297,6 +312,18 @@ def test_bad_input_exits_2_one_line_nothing_written(capsys, tmp_path, case):
     assert row in DOC.read_text(encoding="utf-8"), f"docs/bad_inputs.md lacks:\n{row}"
 
 
+@pytest.mark.parametrize("case", [c[0] for c in NOTICES])
+def test_noticed_input_runs_and_says_so(capsys, tmp_path, case):
+    _, make = next(c for c in NOTICES if c[0] == case)
+    code, err = run_case(make, tmp_path, capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 0, err
+    assert lines and all(ln.startswith(("warning: ", "note: ")) for ln in lines), err
+    assert "Traceback" not in err
+    row = f"| {case} | `{message(' / '.join(lines), tmp_path)}` |"
+    assert row in DOC.read_text(encoding="utf-8"), f"docs/bad_inputs.md lacks:\n{row}"
+
+
 def table() -> str:
     """The markdown of docs/bad_inputs.md, from running every case."""
     import contextlib
@@ -330,6 +357,28 @@ def table() -> str:
                 code, _ = run_case(make, d)
             rows.append(f"| {name} | `{message(buf.getvalue(), d)}` |")
             assert code == 2, (name, code)
+    rows += [
+        "",
+        "## Accepted, with a warning or a note",
+        "",
+        "These run to the end (exit 0) and say on stderr what the tool made of them "
+        "(lines joined by ` / `).",
+        "",
+        "| input | stderr |",
+        "|---|---|",
+    ]
+    for name, make in NOTICES:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            buf, results = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stderr(buf), contextlib.redirect_stdout(results):
+                from selfdistill.cli import _app
+
+                _app.error_console.file, _app.console.file = buf, results
+                code, _ = run_case(make, d)
+            lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+            rows.append(f"| {name} | `{message(' / '.join(lines), d)}` |")
+            assert code == 0, (name, code)
     return "\n".join(head + rows) + "\n"
 
 

@@ -158,6 +158,21 @@ def test_demo_quick_writes_report(capsys, tmp_path, monkeypatch):
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
     assert len(rows) == 3 * 6
     assert "teacher" in stdout
+    # issue 16 (reports): figures as wide as the report shows them (1100 px column), the
+    # clean point inside the noise kind's panel, accuracies in % everywhere
+    from PIL import Image
+
+    for png in out.glob("*.png"):
+        assert Image.open(png).size[0] <= 1100, png.name
+    assert "All models (accuracies in %)" in html and "test acc %" in html
+    # `report` on the demo folder keeps the demo's report.html and counts its PNGs
+    before = (out / "report.html").read_bytes()
+    pngs = set(out.glob("*.png"))
+    code, stdout, _ = cli(capsys, "report", out)
+    assert code == 0 and (out / "report.html").read_bytes() == before
+    assert (out / "results-report.html").is_file()
+    n_new = len(set(out.glob("*.png")) - pngs)
+    assert f"({n_new} figures" in stdout
 
 
 def test_fit_non_contiguous_labels_equal_contiguous_ones(capsys, tmp_path, digits):
@@ -312,6 +327,9 @@ def test_warnings_are_one_clean_line(capsys, tmp_path, digits):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert lines and all(ln.startswith("warning: ") for ln in lines), err
     assert "did not converge" in err and ".py:" not in err and "warnings.warn" not in err
+    # issue 16: the scale is named, with the fix
+    assert "warning: features look unscaled (root-mean-square row norm" in err
+    assert "divide the features by" in err
 
 
 def test_fit_says_how_many_rows_were_flagged_and_where_files_went(capsys, tmp_path, small_npz):
@@ -350,3 +368,83 @@ def test_fit_lam_auto_reports_the_noise_estimate_and_out_of_fold_flags(capsys, t
     assert rec["selected"] in {m["name"] for m in rec["models"]}
     assert rec["lam_selection"]["rule"] and rec["lam_selection"]["path"]
     assert "estimated noise" in stdout
+def _breast_cancer_npz(tmp_path) -> Path:
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    path = tmp_path / "bc.npz"
+    np.savez(path, X_train=X[:400], y_train=y[:400], X_test=X[400:], y_test=y[400:])
+    return path
+
+
+@pytest.mark.parametrize("lam", ["1e-4", "auto"])
+def test_two_classes_never_fit_or_select_pll(capsys, tmp_path, lam):
+    # issue 16: with K = 2 the top-2 set is every class, yet PLL was selected on
+    # breast_cancer
+    out = tmp_path / "out.json"
+    code, stdout, err = cli(capsys, "fit", _breast_cancer_npz(tmp_path), "--lam", lam,
+                            "--rounds", "1", "--json", out, "--quiet")
+    rec = json.loads(out.read_text())
+    assert code == 0 and rec["n_classes"] == 2
+    assert not [m for m in rec["models"] if m["name"].endswith("pll")]
+    assert not rec["selected"].endswith("pll")
+    notes = [ln for ln in err.splitlines() if ln.startswith("note: ")]
+    assert len(notes) == 1 and "PLL student is not fitted" in notes[0], err
+
+
+def test_a_class_with_one_example_is_named_in_one_warning(capsys, tmp_path, digits):
+    # issue 16: a class with one example got no warning
+    y = digits.y_train[:300].copy()
+    keep = np.flatnonzero(y != 7)[:299]
+    rows = np.concatenate([keep, np.flatnonzero(y == 7)[:1]])
+    names = np.array([f"digit-{k}" for k in range(10)])
+    path = tmp_path / "one.npz"
+    np.savez(path, X_train=digits.X_train[rows], y_train=y[rows], classes=names)
+    code, _, err = cli(capsys, "fit", path, "--lam", "1e-3", "--rounds", "0", "--no-pll",
+                       "--no-select", "--quiet")
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 0 and len(lines) == 1, err
+    assert lines[0].startswith("warning: class 'digit-7' has only one training example")
+
+
+def test_noise_on_a_file_with_clean_labels_says_it_redraws(capsys, tmp_path, digits):
+    # issue 16: y_train_clean plus --noise silently replaced the file's noisy y_train
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    path = tmp_path / "given.npz"
+    np.savez(path, X_train=X, y_train=(y + 1) % 10, y_train_clean=y)
+    args = ["fit", path, "--lam", "1e-3", "--rounds", "0", "--no-pll", "--no-select",
+            "--quiet"]
+    code, _, err = cli(capsys, *args, "--noise", "sym:0.2")
+    assert code == 0
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "note: --noise draws new given labels from the file's y_train_clean; its y_train is "
+        "not used"]
+    code, _, err = cli(capsys, *args)
+    assert code == 0 and "note:" not in err
+
+
+def test_progress_without_a_terminal_is_one_line_per_phase(capsys, small_npz):
+    # issue 16: with stderr not a TTY there was no progress at all
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--rounds", "2")
+    assert code == 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("fit: ")]
+    assert lines == ["fit: cross-validation", "fit: final fits (teacher)",
+                     "fit: final fits (sd-1)", "fit: final fits (sd-2)",
+                     "fit: final fits (pll)"], err
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--rounds", "2", "--quiet")
+    assert code == 0 and "fit:" not in err
+
+
+def test_ctrl_c_during_fit_writes_nothing_and_exits_130(capsys, tmp_path, small_npz,
+                                                       monkeypatch):
+    from selfdistill.experiments import runner
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_pipeline", interrupt)
+    out = tmp_path / "out.json"
+    code, stdout, err = cli(capsys, "fit", small_npz, "--json", out, "--quiet")
+    assert code == 130 and err.strip() == "interrupted; nothing written" and not stdout
+    assert not out.exists() and not list(tmp_path.glob(".out.json*"))

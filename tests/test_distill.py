@@ -144,3 +144,18 @@ def test_history_record_is_the_fit_projection(digits):
     assert rec == {"name": "sd-1", **fits[1].fit.to_dict()}
     assert {"objective", "iterations", "nfev", "seconds", "converged", "status",
             "relative_grad"} <= set(rec) and "W" not in rec
+
+
+@pytest.mark.parametrize("K", [3, 5, 10, 77, 400])
+def test_pll_targets_equal_the_stable_sort_with_ties(K):
+    # issue 16 (large K): top-2 by argpartition, O(N K), must pick what the stable
+    # argsort picked, ties to the lower class index included
+    rng = np.random.default_rng(K)
+    for rounded in (False, True):
+        P = rng.random((300, K))
+        P[rng.random((300, K)) < 0.3] = 0.5
+        if rounded:
+            P = np.round(P, 1)
+        expected = np.zeros_like(P)
+        np.put_along_axis(expected, np.argsort(-P, axis=1, kind="stable")[:, :2], 0.5, axis=1)
+        np.testing.assert_array_equal(pll_targets(P), expected)

@@ -1,9 +1,13 @@
 """SelfDistillationClassifier: scikit-learn's estimator contract and its own attributes."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import cross_val_score
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from selfdistill import SelfDistillationClassifier, make_noisy_labels
@@ -14,7 +18,9 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 @parametrize_with_checks(
     [SelfDistillationClassifier(lam=1e-3, rounds=1),
+     SelfDistillationClassifier(lam=1e-3, rounds=1, mode="pll"),
      SelfDistillationClassifier(lam=1e-3, rounds=2, mode="multi"),
+     SelfDistillationClassifier(lam=1e-3, rounds=2, mode="sd"),
      SelfDistillationClassifier(lam=1e-2, mode="teacher")],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
@@ -78,3 +84,54 @@ def test_lam_outside_its_range_is_refused(digits, lam):
     with pytest.raises(ValueError, match=r"lam_grid entry must be in \[1e-12, 10000\]"):
         SelfDistillationClassifier(lam="auto", lam_grid=(1e-4, lam)).fit(
             digits.X_train[:60], digits.y_train[:60])
+
+
+@pytest.mark.parametrize("loader", [load_digits, load_wine])
+def test_default_never_loses_badly_to_the_teacher_on_clean_data(loader):
+    # issue 16: the default was mode="pll", cross_val_score 0.70 on digits vs 0.91
+    X, y = loader(return_X_y=True)
+    X, y = X[::2], y[::2]  # every class kept, half the time
+    assert SelfDistillationClassifier().mode == "auto"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # PLL folds on raw features
+        default = cross_val_score(SelfDistillationClassifier(), X, y, cv=3).mean()
+    teacher = cross_val_score(SelfDistillationClassifier(mode="teacher"), X, y, cv=3).mean()
+    assert default >= 0.97 * teacher
+
+
+def test_sd_is_the_name_and_multi_an_alias(digits):
+    X, y = digits.X_train[:400], digits.y_train[:400]
+    sd = SelfDistillationClassifier(lam=1e-3, rounds=2, mode="sd").fit(X, y)
+    multi = SelfDistillationClassifier(lam=1e-3, rounds=2, mode="multi").fit(X, y)
+    assert sd.selected_ == multi.selected_ == "sd-2"
+    np.testing.assert_array_equal(sd.coef_, multi.coef_)
+    assert "sd" in SelfDistillationClassifier.__doc__
+
+
+def test_auto_refits_only_the_chain_it_needs(digits):
+    clf = SelfDistillationClassifier(lam=1e-3, rounds=2).fit(digits.X_train[:400],
+                                                             digits.y_train[:400])
+    names = [h["name"] for h in clf.history_]
+    assert names[-1] == clf.selected_
+    assert clf.cv_results_["models"] == ["teacher", "sd-1", "sd-2", "pll"]
+
+
+def test_two_classes_never_fit_or_select_pll():
+    # issue 16: with K = 2 the top-2 set is every class, yet PLL was selected on
+    # breast_cancer
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    clf = SelfDistillationClassifier(lam=1e-4, rounds=2).fit(X, y)
+    assert "pll" not in clf.cv_results_["models"]
+    assert clf.selected_ != "pll"
+    assert all(h["name"] != "pll" for h in clf.history_)
+    with pytest.warns(UserWarning, match="mode='pll' needs at least 3 classes"):
+        pll = SelfDistillationClassifier(lam=1e-4, mode="pll").fit(X, y)
+    assert pll.selected_ == "teacher" and [h["name"] for h in pll.history_] == ["teacher"]
+
+
+def test_a_class_with_one_example_warns_naming_it(digits):
+    X, y = digits.X_train[:200], np.array([f"c{k}" for k in digits.y_train[:200]])
+    y[np.flatnonzero(y == "c3")[1:]] = "c4"
+    with pytest.warns(UserWarning, match="class 'c3' has only one training example"):
+        SelfDistillationClassifier(lam=1e-3, mode="teacher").fit(X, y)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
@@ -215,3 +217,30 @@ def test_restarts_after_a_precision_stop_live_in_the_solver(digits):
     assert again.status == 2 and 1 <= again.restarts <= 2
     assert again.iterations > once.iterations and again.nfev > once.nfev
     assert again.objective <= once.objective * (1 + 1e-12)  # both at the float64 floor
+
+
+def test_stopping_rule_is_scale_free(digits):
+    # issue 16: features scaled by 1e4 ran SD rounds for 0 iterations. That is the
+    # problem of the unscaled features with lam / 1e8, solved identically: the relative
+    # gradient test sees the same numbers, so the fix is the warning about the scale.
+    from selfdistill.distill import self_distill
+
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    a = self_distill(X * 1e4, y, lam=1e-4, rounds=1, pll=False)
+    b = self_distill(X, y, lam=1e-12, rounds=1, pll=False)
+    for fa, fb in zip(a, b):
+        assert fa.fit.iterations == fb.fit.iterations
+        assert fa.fit.relative_grad == pytest.approx(fb.fit.relative_grad, rel=1e-3)
+        np.testing.assert_allclose(fa.W * 1e4, fb.W, rtol=1e-4, atol=1e-6 * abs(fb.W).max())
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e-4])
+def test_unscaled_features_warn_naming_the_fix(digits, scale):
+    from selfdistill._validation import warn_feature_scale
+
+    X = digits.X_train[:100] * scale
+    rms = np.sqrt(np.mean(np.sum(X.astype(np.float64) ** 2, axis=1)))
+    with pytest.warns(UserWarning, match="features look unscaled .* divide the features by "
+                                         + re.escape(f"{rms:.2g}")):
+        warn_feature_scale(X)
+    assert warn_feature_scale(digits.X_train[:100]) is None

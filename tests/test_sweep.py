@@ -290,3 +290,57 @@ def test_smoke_example_config_is_valid():
     assert g["noise"] == ["sym", "asym", "cc"] and g["rates"] == [0.0, 0.2, 0.5, 0.8]
     assert g["seeds"] == [0, 1, 2] and g["lam"] == [1e-6, 1e-5, 1e-4]
     assert g["rounds"] == [4] and g["methods"] == ["teacher", "sd", "pll"]
+
+
+def test_ctrl_c_says_what_was_stored_and_resume_finishes(tiny, tmp_path, monkeypatch, capsys):
+    # issue 16: Ctrl-C printed a traceback and nothing about what was kept
+    from selfdistill.cli import run
+    from selfdistill.experiments import sweep
+
+    real, calls = sweep.compute_point, []
+
+    def compute(*a, **k):
+        calls.append(1)
+        if len(calls) > 6:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(sweep, "compute_point", compute)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        run(["sweep", str(tiny), "--out", str(out), "--quiet"])
+    assert exc.value.code == 130
+    assert count_points(out / "results.sqlite") == 6
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[1:] == [
+        f"interrupted; 6 of {N_POINTS} points stored in {out / 'results.sqlite'}; re-run with "
+        "--resume to finish"]
+    monkeypatch.setattr(sweep, "compute_point", real)
+    with pytest.raises(SystemExit) as exc:
+        run(["sweep", str(tiny), "--out", str(out), "--resume", "--quiet"])
+    assert exc.value.code == 0 and count_points(out / "results.sqlite") == N_POINTS
+
+
+
+def test_sweep_states_its_size_and_time_before_starting(tiny, tmp_path, capsys):
+    # issue 16: a sweep started without saying how big it was
+    from selfdistill.cli import run
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        run(["sweep", str(tiny), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert exc.value.code == 0
+    assert err[0].startswith(f"note: {N_POINTS} grid points, about ")
+    assert err[0].endswith("with 1 worker (a rough estimate from the data sizes)")
+
+
+def test_ten_thousand_points_need_yes(tmp_path, digits):
+    from selfdistill.experiments.config import parse_config
+    from selfdistill.experiments.sweep import CONFIRM_POINTS, estimate_seconds
+
+    cfg = parse_config({"grid": {"datasets": ["digits"], "noise": ["sym"], "rates": [0.3],
+                                 "seeds": list(range(CONFIRM_POINTS)), "lam": [1e-3],
+                                 "rounds": [1]}})
+    est = estimate_seconds(cfg, cfg.points())
+    assert len(cfg.points()) == CONFIRM_POINTS and est > 3600  # hours, said up front

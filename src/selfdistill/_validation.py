@@ -41,7 +41,18 @@ __all__ = [
     "check_targets",
     "check_rate",
     "check_transition_matrix",
+    "warn_single_example_classes",
+    "FEATURE_SCALE",
+    "feature_scale_hint",
+    "warn_feature_scale",
 ]
+
+#: Root-mean-square row norms of features that ``lam`` suits without rescaling. lam is
+#: calibrated for rows of norm about 1 (sentence embeddings); scaling every row by s
+#: is the same problem as lam / s^2 on the original rows, so far outside this range the
+#: default lams regularise next to nothing (rows of norm 1e4: lam 1e-5 acts as 1e-13)
+#: or everything.
+FEATURE_SCALE = (1e-2, 1e3)
 
 
 @dataclass(frozen=True)
@@ -276,6 +287,99 @@ def check_labels(
             f"{label} has {n_distinct} class; at least {min_classes} classes are needed"
         )
     return arr
+
+
+def warn_single_example_classes(y: np.ndarray, names: Any, *, stacklevel: int = 2) -> list[str]:
+    """Warn (``UserWarning``) naming every class with exactly one example in ``y``.
+
+    One example cannot be held out and learned from at once: cross-validation sees the
+    class either in training or in the held-out fold, and a wrong label on that row
+    cannot be told from the class itself.
+
+    Parameters
+    ----------
+    y : ndarray of shape (N,)
+        Class indices in ``0..K-1``.
+    names : sequence of length K
+        Class names, in index order.
+    stacklevel : int, default=2
+        Passed to :func:`warnings.warn`.
+
+    Returns
+    -------
+    list of str
+        The names of the classes warned about (empty: no warning).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_single_example_classes(np.array([0, 0, 1]), ["cat", "dog"])
+    ['dog']
+    >>> str(w[0].message)
+    "class 'dog' has only one training example: ..."
+    """
+    import warnings
+
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=len(names))
+    single = [str(names[k]) for k in np.flatnonzero(counts == 1)]
+    if single:
+        shown = ", ".join(repr(n) for n in single[:5])
+        more = f" and {len(single) - 5} more" if len(single) > 5 else ""
+        which = (f"class {shown} has" if len(single) == 1
+                 else f"{len(single)} classes have")
+        listing = "" if len(single) == 1 else f" ({shown}{more})"
+        warnings.warn(
+            f"{which} only one training example{listing}: it cannot be both learned and "
+            "held out, so cross-validation and label checks on it are unreliable",
+            UserWarning, stacklevel=stacklevel + 1)
+    return single
+
+
+def feature_scale_hint(rms_norm: float) -> str | None:
+    """The advice for features whose root-mean-square row norm is ``rms_norm``, or None.
+
+    Examples
+    --------
+    >>> feature_scale_hint(1.0) is None
+    True
+    >>> print(feature_scale_hint(3.2e4))
+    features look unscaled (root-mean-square row norm 3.2e+04; lam is meant for rows of
+    norm about 1): divide the features by 3.2e+04 or normalise each row
+    """
+    lo, hi = FEATURE_SCALE
+    if not np.isfinite(rms_norm) or rms_norm <= 0 or lo <= rms_norm <= hi:
+        return None
+    return (f"features look unscaled (root-mean-square row norm {rms_norm:.2g}; lam is meant "
+            f"for rows of norm about 1): divide the features by {rms_norm:.2g} or normalise "
+            "each row")
+
+
+def warn_feature_scale(X: np.ndarray, *, stacklevel: int = 2) -> str | None:
+    """Warn (``UserWarning``) when the rows of ``X`` are far from norm 1 (:data:`FEATURE_SCALE`).
+
+    The solver's stopping rule is relative (gradient over its value at ``W = 0``), so it
+    is unchanged by rescaling; but rescaling the features by ``s`` is the same problem
+    as ``lam / s^2`` on the original ones. Rows of norm 1e4 with lam = 1e-5 make a
+    nearly unregularised fit: the teacher may hit its iteration cap, and SD rounds start
+    at a point already within ``tol`` (0 iterations, converged).
+
+    Returns
+    -------
+    str or None
+        The warning's text (None: no warning).
+    """
+    import warnings
+
+    X = np.asarray(X)
+    sq = 0.0
+    for i in range(0, X.shape[0], 1 << 16):
+        sq += float(np.square(X[i:i + (1 << 16)], dtype=np.float64).sum())
+    hint = feature_scale_hint(float(np.sqrt(sq / max(X.shape[0], 1))))
+    if hint is not None:
+        warnings.warn(hint, UserWarning, stacklevel=stacklevel + 1)
+    return hint
 
 
 def check_targets(T: Any, *, n_samples: int, name: str = "targets") -> np.ndarray:

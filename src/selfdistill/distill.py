@@ -14,6 +14,10 @@
   - ``"two-hot"``: cross-entropy on the target ``(e_k + e_l)/2``. Convex (an exact
     fixed point, the object of theory-derivation.md §3's PLL claim) and slightly weaker on
     real data.
+
+With two classes (K = 2) the top-2 set is every class: the partial label carries no
+information, so the estimator and ``selfdistill fit`` never fit (nor select) the PLL
+student there (:func:`pll_applies`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .solvers import FitResult, SpectralBasis, _fit_softmax, one_hot
 __all__ = [
     "NamedFit",
     "PLL_LOSSES",
+    "pll_applies",
     "pll_targets",
     "self_distill",
     "model_names",
@@ -82,6 +87,20 @@ def model_names(rounds: int, pll: bool) -> list[str]:
     return ["teacher"] + [f"sd-{t}" for t in range(1, rounds + 1)] + (["pll"] if pll else [])
 
 
+def pll_applies(n_classes: int) -> bool:
+    """Whether the top-2 PLL student means anything for ``n_classes`` classes (K >= 3).
+
+    With K = 2 the top-2 candidate set is every class, so the partial label rules
+    nothing out; callers then leave the PLL student out of the pipeline.
+
+    Examples
+    --------
+    >>> pll_applies(2), pll_applies(3)
+    (False, True)
+    """
+    return int(n_classes) > 2
+
+
 def pll_targets(P: np.ndarray, k: int = 2) -> np.ndarray:
     """Refine teacher outputs into partial labels: uniform over each row's top-``k`` classes.
 
@@ -110,10 +129,33 @@ def pll_targets(P: np.ndarray, k: int = 2) -> np.ndarray:
     if k < 1:
         raise SelfDistillError(f"k must be at least 1, got {k}")
     k = max(1, min(k, P.shape[1] - 1))
-    top = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    top = _top_k(P, k)
     T = np.zeros_like(P, dtype=np.float64)
     np.put_along_axis(T, top, 1.0 / k, axis=1)
     return T
+
+
+def _top_k(P: np.ndarray, k: int) -> np.ndarray:
+    """Indices of each row's ``k`` largest entries, largest first, ties to the lower index.
+
+    The same as ``argsort(-P, kind="stable")[:, :k]`` in O(N K) instead of
+    O(N K log K): ``argpartition`` picks ``k + 1`` candidates, which are sorted; rows
+    where the k-th and (k+1)-th values tie (where the partition may have dropped an
+    equal entry of lower index) fall back to the full stable sort.
+    """
+    N, K = P.shape
+    if K <= 2 * k + 2:
+        return np.argsort(-P, axis=1, kind="stable")[:, :k]
+    cand = np.argpartition(-P, k, axis=1)[:, :k + 1]
+    vals = np.take_along_axis(P, cand, axis=1)
+    order = np.lexsort((cand, -vals), axis=1)  # by value descending, then index
+    cand = np.take_along_axis(cand, order, axis=1)
+    vals = np.take_along_axis(vals, order, axis=1)
+    top = cand[:, :k].copy()
+    tied = vals[:, k - 1] == vals[:, k]
+    if tied.any():
+        top[tied] = np.argsort(-P[tied], axis=1, kind="stable")[:, :k]
+    return top
 
 
 def self_distill(

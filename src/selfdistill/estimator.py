@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -10,9 +11,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import LAM, MAX_ITER, PLL_LOSSES, ROUNDS, TOL, Q, check_lam
+from ._validation import (
+    LAM,
+    MAX_ITER,
+    PLL_LOSSES,
+    ROUNDS,
+    TOL,
+    Q,
+    check_lam,
+    warn_feature_scale,
+    warn_single_example_classes,
+)
 from ._validation import Interval as _Range
-from .distill import _self_distill, model_names
+from .distill import _self_distill, model_names, pll_applies
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
@@ -21,7 +32,10 @@ from .solvers import SpectralBasis
 
 __all__ = ["SelfDistillationClassifier"]
 
-MODES = ("pll", "multi", "teacher", "auto")
+#: The documented modes; ``"sd"`` is the name the command line uses for SD rounds.
+MODES = ("auto", "sd", "pll", "teacher")
+#: Other accepted spellings: ``"multi"`` (the estimator's first name for ``"sd"``).
+MODE_ALIASES = {"multi": "sd"}
 
 
 def _sk(r: _Range) -> Interval:
@@ -33,8 +47,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     """Linear softmax probe with self-distillation (SD) or partial-label (PLL) refinement.
 
     A teacher is fitted on the given labels; then, by ``mode``, students of the same
-    form are fitted on its soft outputs for ``rounds`` rounds (``"multi"``), or one
-    student on its top-2 classes (``"pll"``). Every fit minimises
+    form are fitted on its soft outputs for ``rounds`` rounds (``"sd"``), or one
+    student on its top-2 classes (``"pll"``). The default, ``"auto"``, chooses among
+    the teacher, the SD rounds and the PLL student by cross-validation on the given
+    labels, so on clean labels it predicts as well as the teacher. Every fit minimises
     ``(1/N) sum_i loss_i + (lam/2) ||W||^2`` exactly (see :func:`~selfdistill.fit_softmax`).
 
     Parameters
@@ -44,10 +60,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         on the given (noisy) labels only (for the model ``mode`` names, or jointly with
         the model when ``mode="auto"``; see :mod:`selfdistill.model_selection`).
     rounds : int, default=4
-        SD rounds fitted when ``mode`` is ``"multi"`` or ``"auto"``.
-    mode : {"pll", "multi", "teacher", "auto"}, default="pll"
-        Which model predicts: the PLL student, the last SD round, the teacher, or the one
-        with the best cross-validated accuracy on the given labels.
+        SD rounds fitted when ``mode`` is ``"sd"`` or ``"auto"``.
+    mode : {"auto", "sd", "pll", "teacher"}, default="auto"
+        Which model predicts: the one with the best ``cv``-fold cross-validated accuracy
+        on the given labels (``"auto"``; it costs about ``cv + 1`` pipelines, and only the
+        chain up to the chosen model is refitted on all rows), the last SD round
+        (``"sd"``; ``"multi"`` is accepted as another name for it), the PLL student, or
+        the teacher. With two classes the top-2 partial label is every class, so the PLL
+        student is never fitted: ``"auto"`` chooses among teacher and SD rounds, and
+        ``"pll"`` predicts with the teacher (with a ``UserWarning``).
     q : float, default=0.7
         GCE exponent of the PLL loss.
     pll_loss : {"gce", "two-hot"}, default="gce"
@@ -74,8 +95,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     selected_ : str
         Name of the predicting model (``"teacher"``, ``"sd-t"`` or ``"pll"``).
     history_ : list of dict
-        One record per fitted model (:meth:`~selfdistill.distill.NamedFit.to_dict`): name,
-        objective, iterations, nfev, seconds, converged, status, ...
+        One record per model fitted on all rows
+        (:meth:`~selfdistill.distill.NamedFit.to_dict`: name, objective, iterations,
+        nfev, seconds, converged, status, ...). With ``mode="auto"`` only the chain up to
+        the chosen model is refitted; ``cv_results_`` scores every candidate.
     label_issues_ : ndarray of int
         Training rows whose given label disagrees with the predicting model, most
         confident first (see :mod:`selfdistill.issues`). With ``lam="auto"`` or
@@ -110,7 +133,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     --------
     >>> from selfdistill.datasets import load_digits_dataset
     >>> ds = load_digits_dataset()
-    >>> clf = SelfDistillationClassifier(lam=1e-3, mode="multi", rounds=2)
+    >>> clf = SelfDistillationClassifier(lam=1e-3, mode="sd", rounds=2)
     >>> clf.fit(ds.X_train, ds.y_train).selected_
     'sd-2'
     >>> [h["name"] for h in clf.history_]
@@ -122,7 +145,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "lam": [_sk(LAM), StrOptions({"auto"})],
         "rounds": [_sk(ROUNDS)],
-        "mode": [StrOptions(set(MODES))],
+        "mode": [StrOptions(set(MODES) | set(MODE_ALIASES))],
         "q": [_sk(Q)],
         "pll_loss": [StrOptions(set(PLL_LOSSES))],
         "tol": [_sk(TOL)],
@@ -137,7 +160,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         lam=1e-5,
         *,
         rounds=4,
-        mode="pll",
+        mode="auto",
         q=0.7,
         pll_loss="gce",
         tol=1e-6,
@@ -182,9 +205,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 f"{type(self).__name__} needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_[0]!r}"
             )
-        mode = self.mode
-        rounds = self.rounds if mode in ("multi", "auto") else 0
-        pll = mode in ("pll", "auto")
+        warn_single_example_classes(y_enc, self.classes_)
+        warn_feature_scale(X)
+        mode = MODE_ALIASES.get(self.mode, self.mode)
+        rounds = self.rounds if mode in ("sd", "auto") else 0
+        pll = mode in ("pll", "auto") and pll_applies(K)
+        if mode == "pll" and not pll:
+            warnings.warn(
+                f"mode='pll' needs at least 3 classes (with {K} the top-2 partial label is "
+                "every class); predicting with the teacher", UserWarning, stacklevel=2)
         self.cv_results_ = None
         if self.lam == "auto" or mode == "auto":
             lams = ([check_lam(v, name="lam_grid entry") for v in self.lam_grid]
@@ -195,12 +224,17 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 pll_loss=self.pll_loss, q=self.q, n_splits=self.cv, seed=self._seed(),
                 tol=max(self.tol, CV_TOL),
                 select_models=None if mode == "auto" else [
-                    "pll" if pll else names[-1] if mode == "multi" else "teacher"],
+                    "pll" if pll else names[-1] if mode == "sd" else "teacher"],
             )
             self.cv_results_ = sel.to_dict()
             self.lam_ = sel.best_lam
         else:
             self.lam_ = float(self.lam)
+        if mode == "auto":
+            self.selected_ = self.cv_results_["best_model"]
+            # refit only the chain the chosen model needs
+            rounds = (int(self.selected_[3:]) if self.selected_.startswith("sd-") else 0)
+            pll = self.selected_ == "pll"
         # parameters checked by _fit_context against _parameter_constraints, X and y by
         # validate_data: the trusted chain
         fits = _self_distill(
@@ -209,12 +243,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             basis=SpectralBasis.from_features(X),
         )
         by_name = {f.name: f for f in fits}
-        if mode == "auto":
-            self.selected_ = self.cv_results_["best_model"]
-        elif mode == "multi":
-            self.selected_ = fits[-1].name
-        else:
-            self.selected_ = "pll" if pll else "teacher"
+        if mode != "auto":
+            self.selected_ = "pll" if pll else fits[-1].name if mode == "sd" else "teacher"
         chosen = by_name[self.selected_]
         self.coef_ = chosen.W
         self.history_ = [f.to_dict() for f in fits]

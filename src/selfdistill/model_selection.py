@@ -700,7 +700,8 @@ def resolve_auto(
     if not keep.all():
         n1 = min(rounds, 1)
         lam_ref, _, Ps, scored, W_ref = lam_path(
-            lambda tr: tr[keep[tr]], [v for v in grid if v <= lam_screen], W_screen,
+            lambda tr: tr[keep[tr]], [lam_screen] + [v for v in grid if v < lam_screen],
+            W_screen,
             score_of, "refine", "pruned-", n1, widen_down=False)
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():

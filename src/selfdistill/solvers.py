@@ -32,6 +32,10 @@ How it is solved
 What was tried and measured is in ``docs/performance.md``.
 
 Convergence means ``||dF/dW||_F <= tol * ||dF/dW(0)||_F`` (default ``tol = 1e-6``).
+The rule is scale-free: features multiplied by ``s`` with penalty ``lam`` are the problem
+of the original features with ``lam / s^2`` (``W`` divided by ``s``), and both sides of
+the test scale alike. Badly scaled features therefore mean a tiny or huge effective lam,
+not a broken test; the doors warn about them (:func:`~selfdistill._validation.warn_feature_scale`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from ._validation import (
     check_lam,
     check_option,
     check_targets,
+    feature_scale_hint,
 )
 from .losses import logit_loss_grad
 
@@ -737,9 +742,11 @@ def _fit_softmax(
     grad_norm = float(np.linalg.norm(g * gscale))
     converged = status == 0
     if not converged:
+        hint = feature_scale_hint(float(np.sqrt(np.sum(s2) / max(N, 1))))
         warnings.warn(
             f"fit_softmax did not converge ({STATUS_MESSAGES[status]}; relative gradient "
-            f"{grad_norm / max(g0, 1e-300):.2e} > tol {tol:.0e}). Increase max_iter or lam.",
+            f"{grad_norm / max(g0, 1e-300):.2e} > tol {tol:.0e}). "
+            + (f"Increase max_iter or lam; {hint}." if hint else "Increase max_iter or lam."),
             ConvergenceWarning,
             stacklevel=3,
         )

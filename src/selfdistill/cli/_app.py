@@ -66,9 +66,9 @@ def run(argv: list[str] | None = None) -> None:
             ctx = getattr(exc, "ctx", None)
             console.print(ctx.get_help() if ctx else "selfdistill --help", markup=False)
             raise SystemExit(0) from None
-        if name == "Abort":
-            error_console.print("aborted", markup=False)
-            raise SystemExit(1) from None
+        if name == "Abort":  # Ctrl-C outside a command's guard (click turns it into Abort)
+            error_console.print("interrupted", markup=False)
+            raise SystemExit(130) from None
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             if exc.exit_code == 2:
                 fail(exc.format_message())

@@ -14,7 +14,7 @@ from .._validation import LAM_RANGE, check_lam
 from ._app import error_console, fail
 
 __all__ = ["parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
-           "check_distinct_paths", "fit_summary"]
+           "check_distinct_paths", "fit_summary", "note", "INTERRUPTED"]
 
 
 def parse_lam(value: str) -> float | str:
@@ -35,17 +35,37 @@ def fmt_pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
-@contextlib.contextmanager
-def progress_bar(description: str, *, quiet: bool = False,
-                 phases: bool = False) -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields ``update(done, total, label="")``.
+#: Exit code after Ctrl-C: 128 + SIGINT, as a shell reports a command it interrupted.
+INTERRUPTED = 130
 
-    With ``phases`` the label names the current phase (the part before `` (``): a new
-    phase restarts the counts and the time-remaining estimate. Off when ``quiet`` or
-    stderr is not a terminal.
+
+@contextlib.contextmanager
+def progress_bar(description: str, *, quiet: bool = False, phases: bool = False,
+                 counts: bool = False) -> Iterator[Callable[..., None]]:
+    """Progress on stderr; yields ``update(done, total, label="")``.
+
+    On a terminal, a rich progress bar; with ``phases`` the label names the current phase
+    (the part before `` (``) and a new phase restarts the counts and the time-remaining
+    estimate. Otherwise (a log file, a pipe, CI) one line per phase,
+    ``<description>: <label>``, printed when the label changes (``counts``: with
+    ``[done/total]``, for commands whose every step is a phase, such as the points of a
+    sweep). Nothing with ``quiet``.
     """
-    if quiet or not sys.stderr.isatty():
+    if quiet:
         yield lambda *a, **k: None
+        return
+    if not sys.stderr.isatty():
+        last: list[str] = []
+
+        def line(done: int, total: int, label: str = "") -> None:
+            if not label or label == "done" or (last and last[0] == label):
+                return
+            last[:] = [label]
+            where = f" [{done}/{total}]" if counts and total else ""
+            error_console.print(f"{description}: {label}{where}", markup=False,
+                                highlight=False, soft_wrap=True)
+
+        yield line
         return
     from rich.progress import (
         BarColumn,
@@ -96,6 +116,12 @@ def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None]) -> str:
     return "\n".join(lines)
 
 
+def note(text: str) -> None:
+    """One ``note: <text>`` line on stderr: something the user should know, not a fault."""
+    line = " ".join(str(text).split())
+    error_console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     """``warnings.showwarning`` for the command line: one clean line on stderr."""
     text = " ".join(str(message).split())
@@ -137,18 +163,26 @@ def check_distinct_paths(inputs: dict[str, Path | None],
 
 
 @contextlib.contextmanager
-def guard() -> Iterator[None]:
+def guard(on_interrupt: Callable[[], str] | None = None) -> Iterator[None]:
     """Turn :class:`SelfDistillError` and file-opening ``OSError`` into ``fail``.
 
     The block's outputs are one :func:`~selfdistill._io.output_batch`: each file written
     through the atomic writers appears when the block succeeds, all together, or none
     does. Python warnings raised inside (a fit that hit its iteration cap) are shown as
     one ``warning: <message>`` line on stderr, without Python's source-line dump.
+
+    Ctrl-C (``KeyboardInterrupt``) inside prints one line on stderr, ``on_interrupt()``
+    (default ``interrupted; nothing written``), and exits with :data:`INTERRUPTED` (130),
+    without a traceback.
     """
     try:
         with warnings.catch_warnings(), output_batch():
             warnings.showwarning = _warning_line
             yield
+    except KeyboardInterrupt:
+        text = on_interrupt() if on_interrupt is not None else "interrupted; nothing written"
+        error_console.print(text, markup=False, highlight=False, soft_wrap=True)
+        raise SystemExit(INTERRUPTED) from None
     except SelfDistillError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -14,6 +14,7 @@ from ._common import (
     fit_summary,
     fmt_pct,
     guard,
+    note,
     parse_lam,
     progress_bar,
     write_json,
@@ -71,7 +72,7 @@ def _csv(text: str) -> str:
 def _phase(stage: str) -> str:
     if stage == "cv":
         return "cross-validation"
-    return "final fits" if stage == "done" else f"final fits ({stage})"
+    return "" if stage == "done" else f"final fits ({stage})"
 
 
 @app.command()
@@ -111,7 +112,8 @@ def fit(
 ) -> None:
     """Fit teacher -> SD rounds -> PLL on INPUT and report accuracies."""
     from .._errors import SelfDistillError
-    from ..distill import model_names
+    from .._validation import warn_feature_scale, warn_single_example_classes
+    from ..distill import model_names, pll_applies
     from ..experiments.runner import run_pipeline
     from ..inputs import load_training
     from ..noise import NoiseSpec
@@ -145,6 +147,15 @@ def fit(
                 embedding_col=embedding_col,
                 progress=lambda d, t: update(d, t, "embedding texts"))
             ds = training.dataset
+            warn_single_example_classes(ds.y_train, ds.classes)
+            warn_feature_scale(ds.X_train)
+            if pll and not pll_applies(ds.n_classes):
+                pll = False
+                note("2 classes: the top-2 partial label is every class, so the PLL "
+                     "student is not fitted (it needs 3 or more)")
+            if ds.y_train_clean is not None and not spec.is_none:
+                note("--noise draws new given labels from the file's y_train_clean; its "
+                     "y_train is not used")
             if spec.kind == "custom":
                 from .._validation import check_transition_matrix
                 check_transition_matrix(spec.T, n_classes=ds.n_classes, where=spec.source)

@@ -99,6 +99,18 @@ def _theory_section(ds: Dataset, records: list[dict[str, Any]], out: Path) -> di
     return theory_section_runs(ds, runs, ds.y_train, float(records[0]["lam"]), rounds, out)
 
 
+#: Accuracy columns of the "All models" table, shown in % like every other table.
+PERCENT_COLUMNS = {"test_acc": "test acc %", "train_acc_true": "train acc (true) %",
+                   "noisy_subset_acc": "wrong labels fixed %",
+                   "cv_acc_given": "cv acc (given) %"}
+
+
+def _percent_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with the accuracy fractions as percentages (2 decimals), under % names."""
+    return [{**r, **{name: None if r.get(k) is None else round(100 * r[k], 2)
+                     for k, name in PERCENT_COLUMNS.items()}} for r in rows]
+
+
 def write_demo_outputs(records: list[dict[str, Any]], out: Path,
                        ds: Dataset | None = None) -> dict[str, Path]:
     """Write results.csv, results.json, PNG figures and report.html into ``out``.
@@ -140,9 +152,9 @@ def write_demo_outputs(records: list[dict[str, Any]], out: Path,
         {"heading": "Wrong labels fixed",
          "figure": (paths["noisy"], "Accuracy against the clean labels on the training rows "
                     "whose given label is wrong.")},
-        {"heading": "All models",
-         "table": (rows, ["noise_kind", "rate", "model", "test_acc", "train_acc_true",
-                          "noisy_subset_acc", "cv_acc_given", "iterations", "fit_s"], None)},
+        {"heading": "All models (accuracies in %)",
+         "table": (_percent_rows(rows), ["noise_kind", "rate", "model", *PERCENT_COLUMNS.values(),
+                                         "iterations", "fit_s"], None)},
     ]
     if ds is not None:
         sections.insert(4, _theory_section(ds, records, out))

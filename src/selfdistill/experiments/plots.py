@@ -14,21 +14,58 @@ from .tables import aggregate, round_index
 __all__ = ["plot_accuracy_vs_rounds", "plot_methods_vs_rate", "plot_noisy_subset", "savefig"]
 
 
+#: Width of every figure in inches: at the 110 dpi of :func:`savefig` about 1040 px, the
+#: width the HTML report shows it at (its column is 1100 px), so ticks stay readable.
+FIG_WIDTH = 9.4
+#: Panels per figure row; more noise kinds wrap onto further rows.
+MAX_COLS = 2
+
+
+def _share_clean(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The clean rows (kind ``none``/``given`` at rate 0) copied into every noise kind.
+
+    The clean point is rate 0 of every kind's curve, not a panel of its own (one point
+    on an empty axis).
+    """
+    clean = ("none", "given")
+    kinds = sorted({r["noise_kind"] for r in rows} - set(clean))
+    if not kinds:
+        return list(rows)
+    out = []
+    for r in rows:
+        if r["noise_kind"] in clean and not r["rate"]:
+            out.extend({**r, "noise_kind": k} for k in kinds)
+        else:
+            out.append(r)
+    return out
+
+
 def _panels_by_kind(rows: list[dict[str, Any]], metric: str):
-    """A figure with one panel per noise kind: ``(fig, [(ax, kind)], aggregated metric)``."""
+    """A figure with one panel per noise kind: ``(fig, [(ax, kind)], aggregated metric)``.
+
+    At most :data:`MAX_COLS` panels a row, :data:`FIG_WIDTH` wide in all.
+    """
+    rows = _share_clean(rows)
     kinds = sorted({r["noise_kind"] for r in rows})
-    fig, axes = _plt().subplots(1, len(kinds), figsize=(5.2 * len(kinds), 3.8), squeeze=False,
-                                layout="constrained")  # room for the suptitle
-    return fig, list(zip(axes[0], kinds)), aggregate(rows, ["noise_kind", "rate", "model"],
-                                                     metric)
+    ncols = min(len(kinds), MAX_COLS)
+    nrows = -(-len(kinds) // ncols)
+    fig, axes = _plt().subplots(nrows, ncols, figsize=(FIG_WIDTH, 3.9 * nrows + 0.3),
+                                squeeze=False, layout="constrained")
+    flat = list(axes.ravel())
+    for ax in flat[len(kinds):]:
+        ax.set_visible(False)
+    return fig, list(zip(flat, kinds)), aggregate(rows, ["noise_kind", "rate", "model"],
+                                                  metric)
 
 
-def _finish_panel(ax, kind: str, metric: str, xlabel: str) -> None:
+def _finish_panel(ax, kind: str, metric: str, xlabel: str, legend: bool = True) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
     ax.set_title(f"{kind} noise")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend:  # below the axes, never over the curves
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                  ncol=4, frameon=False)
 
 
 def plot_accuracy_vs_rounds(rows: list[dict[str, Any]], path: str | Path,
@@ -72,9 +109,16 @@ def plot_methods_vs_rate(rows: list[dict[str, Any]], path: str | Path,
             "best SD round": [best_sd(agg, kind, r) or np.nan for r in rates],
             "PLL": [agg.get((kind, r, "pll"), (np.nan,))[0] for r in rates],
         }
-        for (label, ys), marker in zip(series.items(), "osD"):
-            ax.plot(rates, 100 * np.asarray(ys, dtype=float), marker + "-", label=label)
-        _finish_panel(ax, kind, metric, "noise rate")
+        for (label, ys), marker, size in zip(series.items(), "osD", (8, 6, 5)):
+            # decreasing marker sizes: equal values (teacher = SD at rate 0) stay visible
+            ax.plot(rates, 100 * np.asarray(ys, dtype=float), marker + "-", ms=size,
+                    label=label)
+        if len(rates) == 1:
+            ax.set_xlim(rates[0] - 0.1, rates[0] + 0.1)
+        _finish_panel(ax, kind, metric, "noise rate", legend=False)
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8,
+               frameon=False)
     fig.suptitle("Teacher vs best SD vs PLL")
     return savefig(fig, path)
 
@@ -86,15 +130,18 @@ def plot_noisy_subset(rows: list[dict[str, Any]], path: str | Path) -> Path:
     agg = aggregate(sub, ["noise_kind", "rate", "model"], "noisy_subset_acc")
     groups = sorted({(k[0], k[1]) for k in agg})
     models = sorted({k[2] for k in agg}, key=lambda m: (round_index(m) < 0, round_index(m)))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(groups) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(min(FIG_WIDTH, max(6.0, 1.2 * len(groups) + 3)), 3.9),
+                           layout="constrained")
     width = 0.8 / max(len(models), 1)
     for j, m in enumerate(models):
         ys = [100 * agg.get((g[0], g[1], m), (np.nan,))[0] for g in groups]
         ax.bar(np.arange(len(groups)) + j * width, ys, width, label=m)
     ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
-    ax.set_xticklabels([f"{g[0]} {g[1]:g}" for g in groups])
+    ax.set_xticklabels([f"{g[0]} {g[1]:g}" for g in groups],
+                       rotation=30 if len(groups) > 6 else 0)
     ax.set_ylabel("wrong labels fixed (%)")
     ax.set_title("Accuracy on the training rows whose given label is wrong")
-    ax.legend(fontsize=8, ncol=2)
+    # beside the bars, never over them
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(alpha=0.3, axis="y")
     return savefig(fig, path)

@@ -34,7 +34,7 @@ from .config import GridPoint, SweepConfig
 from .store import DirLock, ResultStore
 
 __all__ = ["run_sweep", "compute_point", "parse_scheduler", "SweepSummary", "export_csv",
-           "DB_NAME", "CSV_NAME"]
+           "DB_NAME", "CSV_NAME", "estimate_seconds", "format_duration", "CONFIRM_POINTS"]
 
 DB_NAME = "results.sqlite"
 CSV_NAME = "results.csv"
@@ -55,6 +55,77 @@ class SweepSummary:
     seconds: float
     db: Path
     csv: Path
+
+
+#: A grid of this many points or more runs only when confirmed (``selfdistill sweep --yes``).
+CONFIRM_POINTS = 10_000
+#: The cost model of :func:`estimate_seconds`: seconds per fit, plus seconds per fit and
+#: per ``N * d * K``. Measured on two shared cores: teacher + 4 SD + PLL without
+#: selection took 0.73 s on digits (1257 x 64, K = 10) and 11.5 s on BANKING77
+#: (10003 x 384, K = 77); cross-validated selection about doubled both.
+FIT_OVERHEAD_S = 0.12
+FIT_SIZE_S = 6e-9
+
+
+def _dataset_size(path: str) -> tuple[int, int, int] | None:
+    """``(N, d, K)`` of a sweep dataset without loading its features (None: unknown)."""
+    import zipfile
+
+    import numpy as np
+
+    from ..datasets import load_dataset
+
+    try:
+        if path in ("banking77", "digits"):
+            ds = load_dataset(path)
+            return ds.n_train, ds.X_train.shape[1], ds.n_classes
+        with zipfile.ZipFile(path) as zf, zf.open("X_train.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape = read(fh)[0]
+        with np.load(path, allow_pickle=False) as z:
+            K = len(z["classes"]) if "classes" in z.files else len(np.unique(z["y_train"]))
+        return int(shape[0]), int(shape[1]), int(K)
+    except Exception:  # the estimate is advice; the sweep itself reports a bad file
+        return None
+
+
+def estimate_seconds(config: SweepConfig, points: list[GridPoint]) -> float | None:
+    """Rough single-worker wall-clock seconds of ``points`` (None when a size is unknown).
+
+    Per point, ``fits * (FIT_OVERHEAD_S + FIT_SIZE_S * N d K)`` with
+    ``fits = 1 + rounds + pll``, doubled when the config selects a model by
+    cross-validation. Right to within a factor of about two on an idle machine; its use
+    is to tell a minute from a day before starting.
+    """
+    sizes = {ds: _dataset_size(path) for ds, path in config.dataset_paths.items()}
+    total = 0.0
+    for p in points:
+        size = sizes.get(p.dataset)
+        if size is None:
+            return None
+        N, d, K = size
+        fits = 1 + p.rounds + int(p.pll)
+        total += fits * (FIT_OVERHEAD_S + FIT_SIZE_S * N * d * K)
+    return total * (2.0 if config.options.get("select", True) else 1.0)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``, ``3.0 days``.
+
+    Examples
+    --------
+    >>> format_duration(42), format_duration(210), format_duration(7600)
+    ('42 s', '3.5 min', '2.1 h')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def parse_scheduler(spec: str) -> tuple[str, str | None]:
@@ -143,7 +214,15 @@ def _run_local(tasks: list[Task], workers: int) -> Iterator[tuple[int, dict[str,
 
 
 def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in pool workers
-    """Pool-worker initializer: exit when the sweep process is gone (e.g. SIGKILL)."""
+    """Pool-worker initializer: exit when the sweep process is gone (e.g. SIGKILL).
+
+    Ctrl-C reaches every process of the terminal's group; workers ignore it and leave
+    the sweep process to stop the pool and say what was stored (no worker tracebacks).
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def loop() -> None:
         while True:
             if os.getppid() != parent:
@@ -175,6 +254,9 @@ def _run_processes(tasks: list[Task], workers: int) -> Iterator[tuple[int, dict[
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in sorted(done, key=lambda f: pending[f]):
                     yield pending.pop(fut), fut.result()
+        except BaseException:  # Ctrl-C, a failed point: drop what is queued, now
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             for fut in pending:
                 fut.cancel()

@@ -294,8 +294,28 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "x"
 
 
+def report_name(folder: str | Path) -> str:
+    """``report.html``, or ``results-report.html`` in a folder of ``selfdistill demo``.
+
+    The demo writes its own ``report.html`` (with the theory section of its run); a
+    report made later from its ``results.csv`` goes beside it instead of replacing it.
+    """
+    folder = Path(folder)
+    if (folder / "results.sqlite").exists():
+        return "report.html"
+    try:
+        with open(folder / "results.json", encoding="utf-8") as fh:
+            demo = "experiments" in json.load(fh)
+    except (OSError, ValueError, TypeError):
+        demo = False
+    return "results-report.html" if demo else "report.html"
+
+
 def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[str, Path]:
     """Write ``folder/report.html`` and the PNG figures from the folder's results.
+
+    In a demo folder the report is ``results-report.html`` (:func:`report_name`), so
+    the demo's own ``report.html`` stays.
 
     Returns
     -------
@@ -367,6 +387,9 @@ def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[
     theory = theory_sections(rows, meta, folder)
     if theory:
         sections.extend(theory)
+        for i, sec in enumerate(theory):  # every PNG written counts as a figure
+            if "figure" in sec:
+                paths[f"theory_{i}"] = Path(sec["figure"][0])
     else:
         sections.append({"heading": "Theory vs measurement",
                          "html": "<p class='note'>No run of these results can be reproduced "
@@ -376,7 +399,7 @@ def write_sweep_report(folder: str | Path, *, title: str | None = None) -> dict[
 
     paths["headline"] = folder / "headline.md"
     write_text_atomic(paths["headline"], headline_markdown(rows))
-    paths["html"] = write_report(folder / "report.html", title or meta.get("title")
+    paths["html"] = write_report(folder / report_name(folder), title or meta.get("title")
                                  or "selfdistill sweep", sections)
     return paths
 

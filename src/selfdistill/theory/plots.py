@@ -1,7 +1,8 @@
 """Figures of the theory: accuracy vs round (SD vs PLL), population view, lam sweep.
 
-All figures are PNG (matplotlib's Agg backend), written atomically. The x axis of every
-accuracy-vs-round figure uses theory-derivation.md's rounds: 1 = the teacher, t = the product's
+All figures are PNG (matplotlib's Agg backend), written atomically, with the legend
+beside the axes (never over the curves). The x axis of every accuracy-vs-round figure
+uses theory-derivation.md's rounds: 1 = the teacher, t = the product's
 ``sd-(t-1)``, except :func:`plot_theory_vs_measurement`, which uses the product's model
 names (teacher, sd-1, ...) because it sits in product reports.
 """
@@ -62,7 +63,7 @@ def plot_block_experiment(result: dict[str, Any], path: str | Path) -> Path:
                  f"{p['noise']} {p['eta']:g}, lam={p['lam']:g}\n"
                  f"gap={result['gap']:.3f} (condition {cond}), seed {p['seed']}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, path)
 
 
@@ -121,7 +122,7 @@ def plot_lam_sweep(result: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(f"Diminishing returns: block model K={p['K']}, n={p['n']}, {p['noise']} "
                  f"{p['eta']:g}, seed {p['seed']}, {p['solver']}{extra}", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, path)
 
 
@@ -166,5 +167,5 @@ def plot_theory_vs_measurement(curves: Sequence[dict[str, Any]], path: str | Pat
     ax.set_ylabel("train accuracy vs true labels (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _save(fig, path)
