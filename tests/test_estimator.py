@@ -135,3 +135,22 @@ def test_a_class_with_one_example_warns_naming_it(digits):
     y[np.flatnonzero(y == "c3")[1:]] = "c4"
     with pytest.warns(UserWarning, match="class 'c3' has only one training example"):
         SelfDistillationClassifier(lam=1e-3, mode="teacher").fit(X, y)
+
+
+def test_lam_auto_is_resolved_once_for_the_estimator_and_fit(digits):
+    """lam="auto" with mode="auto": the estimator and `fit --lam auto` (run_pipeline) run
+    the same procedure and end with the same model and weights."""
+    from dataclasses import replace
+
+    from selfdistill import make_noisy_labels
+    from selfdistill.experiments.runner import run_pipeline
+
+    y, _ = make_noisy_labels(digits.y_train, kind="asym", rate=0.3, n_classes=10, seed=0)
+    grid = (1e-4, 1e-3, 1e-2)
+    clf = SelfDistillationClassifier(lam="auto", rounds=2, lam_grid=grid, random_state=0)
+    clf.fit(digits.X_train, y)
+    res = run_pipeline(replace(digits, y_train=y, y_train_clean=None), lam="auto", rounds=2,
+                       lam_grid=grid, noise_seed=0, issues=True)
+    assert clf.selected_ == res.selected and clf.lam_ == res.lam
+    np.testing.assert_allclose(clf.coef_, res.selected_fit.W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(np.sort(clf.label_issues_), np.sort(res.issues.indices))

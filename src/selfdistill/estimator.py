@@ -23,11 +23,11 @@ from ._validation import (
     warn_single_example_classes,
 )
 from ._validation import Interval as _Range
-from .distill import _self_distill, model_names, pll_applies
-from .issues import label_issues_from_cv, rank_label_issues
+from .distill import NamedFit, _self_distill, model_names, pll_applies
+from .issues import find_label_issues, label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
-from .model_selection import CV_TOL, cross_validate_pipeline
+from .model_selection import CV_TOL, cross_validate_pipeline, resolve_auto
 from .solvers import SpectralBasis
 
 __all__ = ["SelfDistillationClassifier"]
@@ -56,9 +56,13 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     lam : float in [1e-12, 1e4] or "auto", default=1e-5
-        L2 strength. ``"auto"`` picks it from ``lam_grid`` by ``cv``-fold cross-validation
-        on the given (noisy) labels only (for the model ``mode`` names, or jointly with
-        the model when ``mode="auto"``; see :mod:`selfdistill.model_selection`).
+        L2 strength. ``"auto"`` with ``mode="auto"`` runs the procedure of ``selfdistill
+        fit --lam auto`` (:func:`~selfdistill.model_selection.resolve_auto`: 5-fold
+        screen, clean, refine, choose by the noise-corrected score; the chosen model may be
+        fitted without the rows flagged as mislabelled, ``selected_`` then starts with
+        ``"pruned-"``); with another ``mode``, lam is picked from ``lam_grid`` by
+        ``cv``-fold cross-validation on the given labels for that model
+        (docs/selection.md).
     rounds : int, default=4
         SD rounds fitted when ``mode`` is ``"sd"`` or ``"auto"``.
     mode : {"auto", "sd", "pll", "teacher"}, default="auto"
@@ -93,7 +97,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     lam_ : float
         The lam used (chosen one for ``lam="auto"``).
     selected_ : str
-        Name of the predicting model (``"teacher"``, ``"sd-t"`` or ``"pll"``).
+        Name of the predicting model (``"teacher"``, ``"sd-t"`` or ``"pll"``; prefixed
+        ``"pruned-"`` when ``lam="auto"`` fitted it without the flagged rows).
     history_ : list of dict
         One record per model fitted on all rows
         (:meth:`~selfdistill.distill.NamedFit.to_dict`: name, objective, iterations,
@@ -215,7 +220,20 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 f"mode='pll' needs at least 3 classes (with {K} the top-2 partial label is "
                 "every class); predicting with the teacher", UserWarning, stacklevel=2)
         self.cv_results_ = None
-        if self.lam == "auto" or mode == "auto":
+        auto = None
+        rows = None
+        teacher_W = None
+        if self.lam == "auto" and mode == "auto":
+            # the one resolution of "auto", the same as `selfdistill fit --lam auto`
+            auto = resolve_auto(
+                X, y_enc, lams=[check_lam(v, name="lam_grid entry") for v in self.lam_grid],
+                rounds=rounds, pll=pll, n_classes=K, pll_loss=self.pll_loss, q=self.q,
+                seed=self._seed())
+            self.cv_results_ = auto.to_dict()
+            self.lam_ = auto.lam
+            rows = auto.final_rows(y_enc)
+            teacher_W = auto.teacher_W
+        elif self.lam == "auto" or mode == "auto":
             lams = ([check_lam(v, name="lam_grid entry") for v in self.lam_grid]
                     if self.lam == "auto" else [float(self.lam)])
             names = model_names(rounds, pll)
@@ -230,18 +248,24 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.lam_ = sel.best_lam
         else:
             self.lam_ = float(self.lam)
-        if mode == "auto":
+        if auto is not None:
+            self.selected_ = auto.best_model
+            rounds, pll = auto.chain()
+        elif mode == "auto":
             self.selected_ = self.cv_results_["best_model"]
             # refit only the chain the chosen model needs
             rounds = (int(self.selected_[3:]) if self.selected_.startswith("sd-") else 0)
             pll = self.selected_ == "pll"
         # parameters checked by _fit_context against _parameter_constraints, X and y by
         # validate_data: the trusted chain
+        Xf, yf = (X, y_enc) if rows is None else (X[rows], y_enc[rows])
         fits = _self_distill(
-            X, y_enc, lam=self.lam_, rounds=rounds, pll=pll, pll_loss=self.pll_loss,
+            Xf, yf, lam=self.lam_, rounds=rounds, pll=pll, pll_loss=self.pll_loss,
             q=float(self.q), n_classes=K, tol=float(self.tol), max_iter=int(self.max_iter),
-            basis=SpectralBasis.from_features(X),
+            basis=SpectralBasis.from_features(Xf), teacher_W=teacher_W,
         )
+        if rows is not None:  # fitted without the flagged rows (docs/selection.md)
+            fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
         by_name = {f.name: f for f in fits}
         if mode != "auto":
             self.selected_ = "pll" if pll else fits[-1].name if mode == "sd" else "teacher"
@@ -249,7 +273,11 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.coef_ = chosen.W
         self.history_ = [f.to_dict() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
-        if self.cv_results_ is not None:
+        if auto is not None:
+            iss = find_label_issues(auto.oof_proba, y_enc)
+            self.label_issues_, self.label_issue_scores_ = iss.indices, iss.scores
+            sugg = iss.suggested
+        elif self.cv_results_ is not None:
             iss = label_issues_from_cv(sel, X, y_enc, model=self.selected_)
             self.label_issues_, self.label_issue_scores_ = iss.indices, iss.scores
             sugg = iss.suggested

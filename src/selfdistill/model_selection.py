@@ -437,6 +437,22 @@ class AutoSelection:
     widened: tuple = ()
     teacher_W: np.ndarray | None = field(default=None, repr=False)
 
+    def chain(self) -> tuple[int, bool]:
+        """``(rounds, pll)`` of the final chain: teacher -> ... -> the chosen model."""
+        base = self.best_model.removeprefix("pruned-")
+        rounds = int(base[3:]) if base.startswith("sd-") else 0
+        return rounds, base == "pll"
+
+    def final_rows(self, y: np.ndarray) -> np.ndarray | None:
+        """Rows the final fits use: all (None), or, when a pruned candidate won, all but
+        those flagged by its out-of-fold probabilities (the reported label issues), which
+        were measured cleaner than the screen's set (docs/selection.md)."""
+        if not self.pruned:
+            return None
+        from .issues import flag_mask
+
+        return ~flag_mask(self.oof_proba, np.asarray(y))
+
     def to_dict(self) -> dict:
         """spec.md ``lam_selection`` record (``method``, ``candidates``, ``scores`` and more)."""
         lams = sorted({p["lam"] for p in self.path})

@@ -276,21 +276,11 @@ def run_pipeline(
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress)
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
-        train_rows = None
-        if auto.pruned:
-            # the final fit leaves out the rows flagged by the chosen candidate's
-            # out-of-fold probabilities (the reported label issues), which were measured
-            # cleaner than the screen's set the folds were pruned with (sym 0.2: 92.2 vs
-            # 91.2 test accuracy, docs/selection.md)
-            from ..issues import flag_mask
-
-            train_rows = ~flag_mask(oof, y_given)
+        train_rows = auto.final_rows(y_given)
+        if train_rows is not None:
             lam_selection["n_left_out"] = int(np.sum(~train_rows))
         cv_scores = None
-        # the final chain stops at the chosen model: teacher -> sd-1 -> ... -> sd-t
-        base = selected.removeprefix("pruned-")
-        rounds = int(base[3:]) if base.startswith("sd-") else 0
-        pll = base == "pll"
+        rounds, pll = auto.chain()   # the final chain stops at the chosen model
         teacher_W = auto.teacher_W
     else:
         lam_value = float(lam)
