@@ -448,3 +448,22 @@ def test_ctrl_c_during_fit_writes_nothing_and_exits_130(capsys, tmp_path, small_
     code, stdout, err = cli(capsys, "fit", small_npz, "--json", out, "--quiet")
     assert code == 130 and err.strip() == "interrupted; nothing written" and not stdout
     assert not out.exists() and not list(tmp_path.glob(".out.json*"))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_fit_lam_grid_cv_and_max_iter_options(capsys, tmp_path, small_npz):
+    # issue 16: the lam grid, the folds and the iteration cap are options; a grid whose
+    # best lam is at an edge widens itself and says so
+    out = tmp_path / "out.json"
+    code, _, err = cli(capsys, "fit", small_npz, "--noise", "sym:0.3", "--lam", "auto",
+                       "--lam-grid", "1e-9,1e-8", "--cv", "3", "--max-iter", "50",
+                       "--rounds", "1", "--json", out, "--quiet")
+    assert code == 0, err
+    rec = json.loads(out.read_text())
+    sel = rec["lam_selection"]
+    assert sel["n_splits"] == 3 and sel["widened"] and max(sel["widened"]) > 1e-8
+    assert "note: --lam auto tried" in err and "beyond --lam-grid" in err
+    assert all(m["iterations"] <= 50 for m in rec["models"])
+    code, _, err = cli(capsys, "fit", small_npz, "--lam", "auto", "--lam-grid", "1e-5,big",
+                       "--quiet")
+    assert code == 2 and err.strip().startswith("error: --lam-grid must be")

@@ -656,7 +656,8 @@ def resolve_auto(
                 if lam > hi:
                     break
                 cur = at(lam, rows_of, W_up, scorer, stage, prefix, n_rounds)
-                widened.append(lam)
+                if lam not in widened:
+                    widened.append(lam)
                 if cur[1] <= best[1]:
                     break
                 best, W_up = cur, cur[4]
@@ -667,7 +668,8 @@ def resolve_auto(
                 if lam < lo:
                     break
                 cur = at(lam, rows_of, best[4], scorer, stage, prefix, n_rounds)
-                widened.append(lam)
+                if lam not in widened:
+                    widened.append(lam)
                 if cur[1] <= best[1]:
                     break
                 best = cur

@@ -13,7 +13,7 @@ from .._io import _jsonable, output_batch, write_json, write_text_atomic  # noqa
 from .._validation import LAM_RANGE, check_lam
 from ._app import error_console, fail
 
-__all__ = ["parse_lam", "write_json", "progress_bar", "guard", "fmt_pct",
+__all__ = ["parse_lam", "parse_lam_grid", "write_json", "progress_bar", "guard", "fmt_pct",
            "check_distinct_paths", "fit_summary", "note", "INTERRUPTED"]
 
 
@@ -28,6 +28,19 @@ def parse_lam(value: str) -> float | str:
         raise SelfDistillError(f"--lam must be a number in [{lo:g}, {hi:g}] or 'auto', "
                                f"got {value!r}") from None
     return check_lam(lam, name="--lam")
+
+
+def parse_lam_grid(value: str) -> tuple[float, ...]:
+    """``"1e-6,1e-5,1e-4"`` -> the candidates of ``--lam auto``, each in the lam range."""
+    out = []
+    for part in str(value).split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise SelfDistillError(f"--lam-grid must be comma-separated numbers, got "
+                                   f"{value!r}") from None
+        out.append(check_lam(v, name="--lam-grid entry"))
+    return tuple(out)
 
 
 def fmt_pct(x: float | None) -> str:

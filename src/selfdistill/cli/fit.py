@@ -16,6 +16,7 @@ from ._common import (
     guard,
     note,
     parse_lam,
+    parse_lam_grid,
     progress_bar,
     write_json,
 )
@@ -98,6 +99,13 @@ def fit(
     pll_loss: str = typer.Option("gce", help=f"PLL loss: {' or '.join(PLL_LOSSES)}."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
+    lam_grid: str = typer.Option("1e-6,1e-5,1e-4", "--lam-grid",
+                                 help="Candidates of --lam auto, comma-separated (the walk "
+                                 "widens past an edge that wins)."),
+    cv: int = typer.Option(None, "--cv", min=2, help="Folds of the cross-validation "
+                           "(default 3 for a fixed lam, 5 for --lam auto)."),
+    max_iter: int = typer.Option(2000, "--max-iter", min=1,
+                                 help="Iteration cap of each final fit."),
     json_out: Path = typer.Option(None, "--json", help="Write the result record here."),
     issues: Path = typer.Option(None, "--issues", help="Write likely label errors (CSV)."),
     model_out: Path = typer.Option(None, "--model", help="Save the selected model (.npz "
@@ -126,6 +134,7 @@ def fit(
                              {"--issues": issues, "--json": json_out, "--model": model_out,
                               "--relabel": relabel, "--report": report_html})
         lam_v = parse_lam(lam)
+        grid = parse_lam_grid(lam_grid)
         check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
         for out in (json_out, issues, model_out, relabel):
             if out is not None and out.is_dir():
@@ -163,9 +172,14 @@ def fit(
                            or select or lam_v == "auto")
             result = run_pipeline(
                 ds, noise=spec, noise_seed=noise_seed, lam=lam_v, rounds=rounds, pll=pll,
-                pll_loss=pll_loss, q=q, select=select, issues=want_issues,
+                pll_loss=pll_loss, q=q, select=select, issues=want_issues, lam_grid=grid,
+                n_splits=cv, max_iter=max_iter,
                 progress=lambda name, d, t: update(d, t, _phase(name)),
             )
+            widened = (result.lam_selection or {}).get("widened") or []
+            if widened:
+                note(f"--lam auto tried {', '.join(f'{v:g}' for v in widened)} beyond "
+                     f"--lam-grid (its best was at an edge); chose lam {result.lam:g}")
             if issues is not None:
                 if result.issues is None:
                     raise SelfDistillError("--issues needs out-of-fold probabilities")

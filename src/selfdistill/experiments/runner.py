@@ -211,8 +211,9 @@ def run_pipeline(
     select: bool = True,
     issues: bool = False,
     lam_grid: tuple[float, ...] = DEFAULT_LAM_GRID,
-    n_splits: int = 3,
+    n_splits: int | None = None,
     tol: float = 1e-6,
+    max_iter: int = 2000,
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
@@ -239,7 +240,11 @@ def run_pipeline(
         probabilities (cross-validates even when ``select`` is off).
     lam_grid : tuple of float
         Candidates for ``lam="auto"``.
-    n_splits : int, default=3
+    n_splits : int, optional
+        Folds: default 3 for a fixed lam, :data:`~selfdistill.model_selection.AUTO_SPLITS`
+        (5) for ``lam="auto"``.
+    max_iter : int, default=2000
+        Iteration cap of each final fit.
     tol : float, default=1e-6
     basis : SpectralBasis, optional
         Precomputed basis of ``ds.X_train`` (reused across grid points).
@@ -273,7 +278,8 @@ def run_pipeline(
         if lam != "auto":
             raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
         auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
-                            pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress)
+                            pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
+                            **({} if n_splits is None else {"n_splits": n_splits}))
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
         train_rows = auto.final_rows(y_given)
@@ -289,7 +295,8 @@ def run_pipeline(
         if select or issues:
             cv = cross_validate_pipeline(
                 X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
-                pll_loss=pll_loss, q=q, n_splits=n_splits, seed=noise_seed,
+                pll_loss=pll_loss, q=q, n_splits=3 if n_splits is None else n_splits,
+                seed=noise_seed,
                 tol=max(tol, CV_TOL), progress=cv_progress)
             cv_scores = dict(zip(cv.models, cv.scores[0]))
             oof = cv.oof_proba(X)
@@ -301,8 +308,8 @@ def run_pipeline(
     Xf = X if train_rows is None else X[train_rows]
     yf = y_given if train_rows is None else y_given[train_rows]
     fits = self_distill(Xf, yf, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss,
-                        q=q, n_classes=K, tol=tol, basis=basis, progress=progress,
-                        teacher_W=teacher_W)
+                        q=q, n_classes=K, tol=tol, max_iter=max_iter, basis=basis,
+                        progress=progress, teacher_W=teacher_W)
     if train_rows is not None:  # fitted without the flagged rows
         fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
     if selected is None:
