@@ -250,7 +250,7 @@ def sweep_theory_section(rows: list[dict[str, Any]], *, datasets: Mapping[str, A
         clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
         keys = sorted(k for k in groups if k[0] == name)
         min_seed = min(k[3] for k in keys)
-        keys = [k for k in keys if k[3] == min_seed][:max_runs]
+        keys = _spread([k for k in keys if k[3] == min_seed], max_runs)
         by_lam: dict[float, list[dict[str, Any]]] = {}
         for (_, kind, rate, seed, lam) in keys:
             models = groups[(name, kind, rate, seed, lam)]
@@ -270,6 +270,29 @@ def sweep_theory_section(rows: list[dict[str, Any]], *, datasets: Mapping[str, A
     if not sections:
         return None
     return sections[0] if len(sections) == 1 else sections
+
+
+def _spread(keys: list[tuple], n: int) -> list[tuple]:
+    """Up to ``n`` settings, every noise kind represented (sym first, then by name), the
+    highest rate of each kind first: a plain cut of the sorted list dropped sym, which
+    sorts after asym and cc.
+
+    Examples
+    --------
+    >>> keys = [("d", k, r, 0, 1e-5) for k in ("asym", "cc", "sym") for r in (0.2, 0.5)]
+    >>> [(k[1], k[2]) for k in _spread(keys, 4)]
+    [('sym', 0.5), ('asym', 0.5), ('cc', 0.5), ('sym', 0.2)]
+    """
+    by_kind: dict[str, list[tuple]] = {}
+    for k in sorted(keys, key=lambda k: (k[2], k[4])):
+        by_kind.setdefault(k[1], []).append(k)
+    order = sorted(by_kind, key=lambda kind: (kind != "sym", kind))
+    out: list[tuple] = []
+    while len(out) < n and any(by_kind.values()):
+        for kind in order:
+            if by_kind[kind] and len(out) < n:
+                out.append(by_kind[kind].pop())
+    return out
 
 
 def theory_sections(rows: list[dict[str, Any]], meta: dict[str, Any],
