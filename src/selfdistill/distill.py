@@ -40,6 +40,7 @@ __all__ = [
     "pll_targets",
     "self_distill",
     "model_names",
+    "chain_of",
 ]
 
 #: progress callback: (model name, index, total)
@@ -99,6 +100,18 @@ def pll_applies(n_classes: int) -> bool:
     (False, True)
     """
     return int(n_classes) > 2
+
+
+def chain_of(name: str) -> tuple[int, bool]:
+    """``(rounds, pll)`` of the chain that ends at model ``name`` (``pruned-`` ignored).
+
+    Examples
+    --------
+    >>> chain_of("sd-3"), chain_of("pruned-teacher"), chain_of("pll")
+    ((3, False), (0, False), (0, True))
+    """
+    base = name.removeprefix("pruned-")
+    return (int(base[3:]) if base.startswith("sd-") else 0), base == "pll"
 
 
 def pll_targets(P: np.ndarray, k: int = 2) -> np.ndarray:

@@ -23,7 +23,7 @@ from ._validation import (
     warn_single_example_classes,
 )
 from ._validation import Interval as _Range
-from .distill import NamedFit, _self_distill, model_names, pll_applies
+from .distill import NamedFit, _self_distill, chain_of, model_names, pll_applies
 from .issues import find_label_issues, label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
@@ -254,8 +254,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         elif mode == "auto":
             self.selected_ = self.cv_results_["best_model"]
             # refit only the chain the chosen model needs
-            rounds = (int(self.selected_[3:]) if self.selected_.startswith("sd-") else 0)
-            pll = self.selected_ == "pll"
+            rounds, pll = chain_of(self.selected_)
         # parameters checked by _fit_context against _parameter_constraints, X and y by
         # validate_data: the trusted chain
         Xf, yf = (X, y_enc) if rows is None else (X[rows], y_enc[rows])

@@ -118,6 +118,11 @@ def confident_joint(P: np.ndarray, y: np.ndarray) -> np.ndarray:
     return C / np.maximum(C.sum(axis=1, keepdims=True), 1.0) * n_k[:, None]
 
 
+def _n_off_diagonal(C: np.ndarray) -> int:
+    """Estimated number of wrong labels: the off-diagonal mass of a confident joint."""
+    return int(round(float(C.sum() - np.trace(C))))
+
+
 def estimate_n_issues(P: np.ndarray, y: np.ndarray) -> int:
     """Number of label errors: the off-diagonal mass of :func:`confident_joint`.
 
@@ -127,8 +132,7 @@ def estimate_n_issues(P: np.ndarray, y: np.ndarray) -> int:
     >>> estimate_n_issues(P, np.array([0, 0, 0, 1]))
     2
     """
-    C_cal = confident_joint(P, y)
-    return int(round(float(C_cal.sum() - np.trace(C_cal))))
+    return _n_off_diagonal(confident_joint(P, y))
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,7 +215,7 @@ def estimate_noise(P: np.ndarray, y: np.ndarray) -> NoiseEstimate:
     C = confident_joint(P, y)
     col = C.sum(axis=0)
     T = np.where(col[:, None] > 0, C.T / np.maximum(col[:, None], 1e-300), np.eye(K))
-    n_issues = int(round(float(C.sum() - np.trace(C))))
+    n_issues = _n_off_diagonal(C)
     return NoiseEstimate(rate=n_issues / max(N, 1), T=T, joint=C / max(N, 1),
                          n_issues=n_issues)
 
@@ -260,7 +264,7 @@ def flag_mask(P: np.ndarray, y: np.ndarray, C: np.ndarray | None = None, *,
     top = np.argmax(P, axis=1)
     mask = np.zeros(N, dtype=bool)
     if rule == "pooled":
-        n = int(round(float(C.sum() - np.trace(C))))
+        n = _n_off_diagonal(C)
         cand = np.flatnonzero(top != y)
         score = 1.0 - P[cand, y[cand]]
         mask[cand[np.lexsort((cand, -score))[:n]]] = True

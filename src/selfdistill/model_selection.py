@@ -63,7 +63,7 @@ import numpy as np
 
 from ._errors import SelfDistillError
 from ._validation import LAM, check_lam, check_params
-from .distill import _self_distill, model_names
+from .distill import _self_distill, chain_of, model_names
 from .losses import softmax
 from .solvers import SpectralBasis
 
@@ -220,6 +220,15 @@ def select_candidate(correct: np.ndarray, lams: Sequence[float],
     return int(a0), int(b0), scores, stderr  # pragma: no cover
 
 
+def _checked(lams: Sequence[float], **params) -> list[float]:
+    """The lam candidates and the pipeline's parameters, checked at a public entry."""
+    out = [check_lam(v, name="lams[]") for v in lams]
+    if not out:
+        raise SelfDistillError("lams must list at least one candidate")
+    check_params(**params)
+    return out
+
+
 def cross_validate_pipeline(
     X: np.ndarray,
     y: np.ndarray,
@@ -291,10 +300,7 @@ def cross_validate_pipeline(
     from sklearn.model_selection import StratifiedKFold
 
     t0 = time.perf_counter()
-    lams = [check_lam(v, name="lams[]") for v in lams]
-    if not lams:
-        raise SelfDistillError("lams must list at least one candidate")
-    check_params(rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
+    lams = _checked(lams, rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
     names = model_names(rounds, pll)
     K, N, d = int(n_classes), X.shape[0], X.shape[1]
     n_splits = int(max(2, min(n_splits, N)))
@@ -395,9 +401,11 @@ class AutoSelection:
         Name of the recommended model (``teacher``, ``sd-t``, ``pll``, or the same with
         the prefix ``pruned-`` when it is fitted without the flagged rows).
     pruned : bool
-        Whether the final fits leave out the rows flagged by the screen.
+        Whether a pruned candidate won: the final fits then leave out the flagged rows
+        (:meth:`final_rows`).
     train_rows : ndarray of bool, shape (N,) or None
-        Rows the final fits use (None: all).
+        Rows the refine folds kept (the cleaning pass's set; None: no pruned candidate
+        won). The final fits use :meth:`final_rows`.
     lam_screen : float
         lam of the screening teacher.
     screen_scores : dict
@@ -439,9 +447,7 @@ class AutoSelection:
 
     def chain(self) -> tuple[int, bool]:
         """``(rounds, pll)`` of the final chain: teacher -> ... -> the chosen model."""
-        base = self.best_model.removeprefix("pruned-")
-        rounds = int(base[3:]) if base.startswith("sd-") else 0
-        return rounds, base == "pll"
+        return chain_of(self.best_model)
 
     def final_rows(self, y: np.ndarray) -> np.ndarray | None:
         """Rows the final fits use: all (None), or, when a pruned candidate won, all but
@@ -481,7 +487,7 @@ class AutoSelection:
 
 
 _RULE_TEXT = {
-    "kept": "highest out-of-fold accuracy on the held-out rows the screen did not flag",
+    "kept": "highest out-of-fold accuracy on the held-out rows that were not flagged",
     "corrected": ("highest clean accuracy implied by the out-of-fold confusion with the "
                   "given labels and the estimated noise matrix, trace(J T^-1)"),
 }
@@ -509,10 +515,6 @@ def corrected_accuracy(pred: np.ndarray, y: np.ndarray, T_inv: np.ndarray) -> fl
     J = np.zeros((K, K))
     np.add.at(J, (pred, y), 1.0)
     return float(np.trace(J @ T_inv) / max(len(y), 1))
-
-
-def _softmax_rows(X: np.ndarray, W: np.ndarray) -> np.ndarray:
-    return softmax(np.asarray(X, dtype=np.float64) @ W.T)
 
 
 def resolve_auto(
@@ -591,10 +593,8 @@ def resolve_auto(
     if score not in _RULE_TEXT:
         raise ValueError(f"score must be one of {sorted(_RULE_TEXT)}, got {score!r}")
     t0 = time.perf_counter()
-    grid = sorted({check_lam(v, name="lams[]") for v in lams}, reverse=True)
-    if not grid:
-        raise SelfDistillError("lams must list at least one candidate")
-    check_params(rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
+    grid = sorted(set(_checked(lams, rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)),
+                  reverse=True)
     y = np.asarray(y)
     K, N = int(n_classes), X.shape[0]
     counts = np.bincount(y, minlength=K)
@@ -626,7 +626,7 @@ def resolve_auto(
                                  teacher_W=None if W_prev is None else W_prev[f])
             Ws.append(fits[0].W)
             for nf in fits:
-                Ps[nf.name][va] = _softmax_rows(X[va], nf.W)
+                Ps[nf.name][va] = nf.predict_proba(X[va])
             tick(n_rounds + 1)
         scored = {n: scorer(P) for n, P in Ps.items()}
         for n, sc in scored.items():
@@ -648,24 +648,12 @@ def resolve_auto(
                 dropped = True
                 break
             best, W_prev = cur, cur[4]
-        lo, hi = LAM.lo, LAM.hi
-        if best[0] == lams_[0] and dropped:        # the largest lam won: look above it
-            W_up, lam = best[4], best[0]
-            for _ in range(AUTO_WIDEN):
-                lam = lam * 10
-                if lam > hi:
-                    break
-                cur = at(lam, rows_of, W_up, scorer, stage, prefix, n_rounds)
-                if lam not in widened:
-                    widened.append(lam)
-                if cur[1] <= best[1]:
-                    break
-                best, W_up = cur, cur[4]
-        elif not dropped and widen_down:            # still improving at the smallest lam
+        up = best[0] == lams_[0] and dropped       # the largest lam won: look above
+        if up or (not dropped and widen_down):     # or still improving at the smallest
             lam = best[0]
             for _ in range(AUTO_WIDEN):
-                lam = lam / 10
-                if lam < lo:
+                lam = lam * 10 if up else lam / 10
+                if not LAM.lo <= lam <= LAM.hi:
                     break
                 cur = at(lam, rows_of, best[4], scorer, stage, prefix, n_rounds)
                 if lam not in widened:
@@ -735,7 +723,7 @@ def resolve_auto(
                                      max_iter=2000, teacher_W=W_ref[f])
                 for nf in fits:
                     if nf.name in Pm:
-                        Pm[nf.name][va] = _softmax_rows(X[va], nf.W)
+                        Pm[nf.name][va] = nf.predict_proba(X[va])
                 tick(len(rest))
             for n, P in Pm.items():
                 sc = score_of(P)

@@ -73,6 +73,15 @@ def realized_rate(y_noisy: np.ndarray, y_clean: np.ndarray) -> float:
     return float(np.mean(np.asarray(y_noisy) != np.asarray(y_clean)))
 
 
+def _class_means(features: np.ndarray, y: np.ndarray, K: int) -> np.ndarray:
+    means = np.zeros((K, features.shape[1]))
+    for k in range(K):
+        rows = features[y == k]
+        if len(rows):
+            means[k] = rows.mean(axis=0)
+    return means
+
+
 def confusable_clusters(
     features: np.ndarray, y: np.ndarray, n_classes: int, n_clusters: int | None = None
 ) -> np.ndarray:
@@ -99,26 +108,12 @@ def confusable_clusters(
     if n_clusters is None:
         n_clusters = max(2, int(round(K / 5)))
     n_clusters = int(min(max(n_clusters, 1), max(K - 1, 1)))
-    means = np.zeros((K, features.shape[1]))
-    for k in range(K):
-        rows = features[y == k]
-        if len(rows):
-            means[k] = rows.mean(axis=0)
-    R = np.corrcoef(means) if K > 2 else np.ones((K, K))
+    R = np.corrcoef(_class_means(features, y, K)) if K > 2 else np.ones((K, K))
     R = np.nan_to_num(R, nan=0.0)
     dist = np.clip(1.0 - R, 0.0, 2.0)
     np.fill_diagonal(dist, 0.0)
     Z = linkage(squareform(dist, checks=False), method="average")
     return fcluster(Z, t=n_clusters, criterion="maxclust").astype(np.int64) - 1
-
-
-def _class_means(features: np.ndarray, y: np.ndarray, K: int) -> np.ndarray:
-    means = np.zeros((K, features.shape[1]))
-    for k in range(K):
-        rows = features[y == k]
-        if len(rows):
-            means[k] = rows.mean(axis=0)
-    return means
 
 
 def paper_cc_clusters(features: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -199,9 +194,7 @@ def transition_matrix(
         M = same.astype(np.float64)
         lonely = M.sum(axis=1) == 0
         if np.any(lonely):
-            means = np.stack([features[y == k].mean(axis=0) if np.any(y == k)
-                              else np.zeros(features.shape[1]) for k in range(K)])
-            R = np.nan_to_num(np.corrcoef(means), nan=-1.0)
+            R = np.nan_to_num(np.corrcoef(_class_means(features, y, K)), nan=-1.0)
             np.fill_diagonal(R, -np.inf)
             for k in np.flatnonzero(lonely):
                 M[k, int(np.argmax(R[k]))] = 1.0

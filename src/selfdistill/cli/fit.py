@@ -51,12 +51,11 @@ def write_issues_csv(path: Path, result, classes) -> None:
 def noise_table(result, classes, top: int = 5) -> Table:
     """Rich table of the estimated noise: overall rate and the most confused pairs."""
     est = result.noise_estimate
-    table = Table(title=(f"estimated noise (from the given labels, out-of-fold): rate "
-                         f"{est.rate:.3f}, {est.n_issues} wrong labels; realised "
-                         f"{result.realized_rate:.3f}" if result.noise_kind != "none" else
-                         f"estimated noise (from the given labels, out-of-fold): rate "
-                         f"{est.rate:.3f}, {est.n_issues} wrong labels"),
-                  title_justify="left")
+    title = (f"estimated noise (from the given labels, out-of-fold): rate {est.rate:.3f}, "
+             f"{est.n_issues} wrong labels")
+    if result.noise_kind != "none":
+        title += f"; realised {result.realized_rate:.3f}"
+    table = Table(title=title, title_justify="left")
     for col in ("true class (estimated)", "given as", "share of rows %"):
         table.add_column(col, justify="right" if col.startswith("share") else "left")
     for j, g, share in est.top_confusions(top):
