@@ -271,9 +271,7 @@ def run_pipeline(
                     else float(np.mean(1 - np.diag(T_used)[clean])))
     X = ds.X_train
     cv_progress = (lambda d, t: progress("cv", d, t)) if progress else None
-    lam_selection = None
-    oof = None
-    train_rows = None
+    lam_selection = oof = train_rows = cv_scores = teacher_W = None
     if isinstance(lam, str):
         if lam != "auto":
             raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
@@ -285,13 +283,10 @@ def run_pipeline(
         train_rows = auto.final_rows(y_given)
         if train_rows is not None:
             lam_selection["n_left_out"] = int(np.sum(~train_rows))
-        cv_scores = None
         rounds, pll = auto.chain()   # the final chain stops at the chosen model
         teacher_W = auto.teacher_W
     else:
         lam_value = float(lam)
-        cv_scores = None
-        teacher_W = None
         if select or issues:
             cv = cross_validate_pipeline(
                 X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
@@ -303,10 +298,9 @@ def run_pipeline(
             selected = cv.best_model if select else None
         else:
             selected = None
-    if basis is None or train_rows is not None:
-        basis = SpectralBasis.from_features(X if train_rows is None else X[train_rows])
-    Xf = X if train_rows is None else X[train_rows]
-    yf = y_given if train_rows is None else y_given[train_rows]
+    Xf, yf = (X, y_given) if train_rows is None else (X[train_rows], y_given[train_rows])
+    if basis is None or train_rows is not None:  # a given basis is of all rows
+        basis = SpectralBasis.from_features(Xf)
     fits = self_distill(Xf, yf, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss,
                         q=q, n_classes=K, tol=tol, max_iter=max_iter, basis=basis,
                         progress=progress, teacher_W=teacher_W)
