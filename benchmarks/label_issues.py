@@ -176,7 +176,7 @@ Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (
 noise rate (`noise_estimate.rate`, from the given labels only) against the realised one.
 P / R / F1 (%) are for the flagged rows against the truly corrupted ones: *ours* from the
 chosen candidate's 5-fold out-of-fold probabilities (the confident joint's count of rows,
-highest `1 - P[given]` first),
+highest probability of a wrong label under the estimated noise first),
 *cleanlab* `find_label_issues` with default arguments on 5-fold out-of-fold
 `LogisticRegression(max_iter=1000)` probabilities. Test accuracy (%): the selected model,
 `CleanLearning(LogisticRegression)`, and *oracle*, our best over the full and the pruned

@@ -37,9 +37,16 @@ def test_theory_doc_grep_command_works_as_written():
 def test_pipeline_doc_states_the_issue_score_the_code_computes():
     import numpy as np
 
-    from selfdistill.issues import rank_label_issues
+    from selfdistill.issues import confident_joint, rank_label_issues, transition_of
 
-    assert "`score = 1 - P[given]`" in (ROOT / "docs" / "pipeline.md").read_text()
-    P = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
-    idx, scores = rank_label_issues(P, np.array([0, 0, 0]))
-    np.testing.assert_allclose(scores, 1 - P[idx, 0])
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    assert "`score = 1 - P[given] T[given, given] / sum_k P[k] T[k, given]`" in text
+    rng = np.random.default_rng(0)
+    P = rng.dirichlet(np.ones(3), size=40)
+    y = rng.integers(0, 3, 40)
+    idx, scores = rank_label_issues(P, y)
+    T = transition_of(confident_joint(P, y))
+    g = y[idx]
+    expect = 1 - P[idx, g] * T[g, g] / np.einsum("ik,ki->i", P[idx], T[:, g])
+    assert len(idx) > 0
+    np.testing.assert_allclose(scores, expect)

@@ -112,9 +112,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         otherwise its in-sample probabilities, which partly memorise the noise and
         flag fewer rows.
     label_issue_scores_ : ndarray of float
-        Their scores, ``1 - p[given]`` in (0, 1] (larger: more likely wrong), same
-        order. How many rows are flagged is estimated from the data (calibrated
-        confident joint, :func:`selfdistill.issues.estimate_n_issues`).
+        Their scores, the probability that the given label is wrong
+        (:func:`selfdistill.issues.label_scores`), same order. How many rows are flagged
+        is estimated from the data (calibrated confident joint,
+        :func:`selfdistill.issues.estimate_n_issues`).
     label_issue_suggestions_ : ndarray of int
         The suggested label of each flagged row (in ``classes_``), same order.
     cv_results_ : dict or None

@@ -387,6 +387,11 @@ AUTO_MAX_ROUNDS = 2
 #: How candidates are scored: ``"kept"`` (accuracy on held-out rows not flagged) or
 #: ``"corrected"`` (clean accuracy implied by the held-out confusion and estimated T).
 AUTO_SCORE = "corrected"
+#: Flag rule (:func:`~selfdistill.issues.flag_mask`) of the cleaning pass's first, precise
+#: set, cut from the screening teacher's out-of-fold probabilities.
+AUTO_FIRST_CUT = "cells"
+#: Flag rule of the rows the refine folds and the final fits leave out.
+AUTO_KEEP_CUT = "pooled"
 
 
 @dataclass(frozen=True, eq=False)
@@ -457,7 +462,7 @@ class AutoSelection:
             return None
         from .issues import flag_mask
 
-        return ~flag_mask(self.oof_proba, np.asarray(y))
+        return ~flag_mask(self.oof_proba, np.asarray(y), rule=AUTO_KEEP_CUT)
 
     def to_dict(self) -> dict:
         """spec.md ``lam_selection`` record (``method``, ``candidates``, ``scores`` and more)."""
@@ -672,7 +677,7 @@ def resolve_auto(
         "screen", "", 0)
     P_screen = Ps["teacher"]
     screen_scores = {p["lam"]: p["score"] for p in path}
-    keep = ~flag_mask(P_screen, y, rule="cells")
+    keep = ~flag_mask(P_screen, y, rule=AUTO_FIRST_CUT)
     if AUTO_CLEAN_PASS and not keep.all():
         # one cleaning pass: the screening teacher refitted (warm) on the folds minus the
         # screen's precise per-cell set; its out-of-fold probabilities, from cleaner
@@ -682,7 +687,7 @@ def resolve_auto(
                             lambda P: float(np.mean(P.argmax(axis=1) == y)), "clean",
                             "pruned-", 0)
         P_clean = Pc["teacher"]
-        keep = ~flag_mask(P_clean, y)
+        keep = ~flag_mask(P_clean, y, rule=AUTO_KEEP_CUT)
     else:
         P_clean = P_screen
     est = estimate_noise(P_clean, y)

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._errors import SelfDistillError
 from ..datasets import Dataset
+from ..issues import label_scores
 from ..losses import softmax
 from ..model_io import SavedModel, write_model
 from .runner import RunResult
@@ -30,7 +31,8 @@ class Relabel:
     flag : ndarray of shape (N,) of int8
         1 for a likely label error (the flagged set of ``fit``), else 0.
     score : ndarray of shape (N,)
-        ``1 - P[given]`` in [0, 1]; larger: more likely wrong.
+        :func:`~selfdistill.issues.label_scores`, the probability that the given label
+        is wrong under the noise estimated from the same probabilities, in [0, 1].
     source : str
         ``"out-of-fold"`` (each row judged by fold models that never saw it) or
         ``"in-sample"`` (the selected model, when no cross-validation ran).
@@ -62,8 +64,8 @@ def relabel_rows(result: RunResult, ds: Dataset, texts: list[str] | None = None)
         sugg[result.issues.indices] = result.issues.suggested
     names = ds.classes.astype(str)
     cleaned = np.where(flag == 1, sugg, y)
-    return Relabel(names[y], names[sugg], names[cleaned], flag,
-                   1.0 - P[np.arange(N), y], source, texts)
+    return Relabel(names[y], names[sugg], names[cleaned], flag, label_scores(P, y), source,
+                   texts)
 
 
 def write_relabel(path: str | Path, rel: Relabel) -> None:
