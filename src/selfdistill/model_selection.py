@@ -54,6 +54,7 @@ and not adopted: 66 -> 61 iterations for lam = 1e-5 from 1e-4, within timing noi
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -387,6 +388,9 @@ AUTO_MAX_ROUNDS = 2
 #: How candidates are scored: ``"kept"`` (accuracy on held-out rows not flagged) or
 #: ``"corrected"`` (clean accuracy implied by the held-out confusion and estimated T).
 AUTO_SCORE = "corrected"
+#: Largest total size of the fold bases kept between the fits of ``auto`` (the folds'
+#: rotated features in float64; above it each fit recomputes its basis).
+AUTO_BASIS_CACHE_BYTES = 2 * 1024**3
 #: Flag rule (:func:`~selfdistill.issues.flag_mask`) of the cleaning pass's first, precise
 #: set, cut from the screening teacher's out-of-fold probabilities.
 AUTO_FIRST_CUT = "cells"
@@ -618,6 +622,20 @@ def resolve_auto(
         if progress is not None:
             progress(min(done, total), total)
 
+    # each fold's spectral basis serves every lam and round fitted on the same rows (the
+    # screen's lam path; the refine's); kept for one row set per fold at a time, and only
+    # while the folds' bases take at most AUTO_BASIS_CACHE_BYTES together
+    bases: dict[int, tuple[bytes, SpectralBasis]] = {}
+    cache = n_splits * N * X.shape[1] * 8 <= AUTO_BASIS_CACHE_BYTES
+
+    def basis_of(f: int, rows: np.ndarray) -> SpectralBasis | None:
+        if not cache:
+            return None
+        key = hashlib.blake2b(rows.tobytes(), digest_size=16).digest()
+        if f not in bases or bases[f][0] != key:
+            bases[f] = (key, SpectralBasis.from_features(X[rows]))
+        return bases[f][1]
+
     def at(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
            stage: str, prefix: str, n_rounds: int):
         """Teacher (and ``n_rounds`` SD rounds) at one lam on every fold."""
@@ -627,7 +645,7 @@ def resolve_auto(
             tr = rows_of(tr)
             fits = _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                 max_iter=2000,
+                                 max_iter=2000, basis=basis_of(f, tr),
                                  teacher_W=None if W_prev is None else W_prev[f])
             Ws.append(fits[0].W)
             for nf in fits:
@@ -725,7 +743,8 @@ def resolve_auto(
                 trk = tr[keep[tr]]
                 fits = _self_distill(X[trk], y[trk], lam=lam_ref, rounds=n_sd, pll=False,
                                      pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                     max_iter=2000, teacher_W=W_ref[f])
+                                     max_iter=2000, basis=basis_of(f, trk),
+                                     teacher_W=W_ref[f])
                 for nf in fits:
                     if nf.name in Pm:
                         Pm[nf.name][va] = nf.predict_proba(X[va])
