@@ -346,8 +346,10 @@ _STREAM_BLOCK_ELEMENTS = 1 << 21
 
 
 def _stream_blocks(N: int, K: int, d: int) -> list[slice]:
-    """Row blocks of the streaming path; the layout depends on (N, K, d) only."""
-    rows = max(1, _STREAM_BLOCK_ELEMENTS // max(K, d))
+    """Row blocks of the streaming path: at most :data:`_STREAM_BLOCK_ELEMENTS` values
+    wide, and at least 8 of them (work for up to 8 threads). The layout depends on
+    (N, K, d) only, never on the thread count."""
+    rows = max(1, min(_STREAM_BLOCK_ELEMENTS // max(K, d), -(-N // 8)))
     return [slice(i, min(i + rows, N)) for i in range(0, N, rows)]
 
 
