@@ -62,8 +62,8 @@ def make_data(n: int, d: int, k: int, seed: int = 0) -> tuple[np.ndarray, np.nda
     return X, y
 
 
-def peak_rss_gb() -> float:
-    """The process's peak resident memory so far, in GB (ru_maxrss is in KiB on Linux)."""
+def peak_rss_gib() -> float:
+    """The process's peak resident memory so far, in GiB (ru_maxrss is in KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     X, y = make_data(args.n, args.d, args.k)
     record = {"n": args.n, "d": args.d, "K": args.k, "lam": args.lam, "dtype": str(X.dtype),
               "max_iter": args.max_iter, "data_seconds": round(time.perf_counter() - t0, 2),
-              "data_peak_rss_gb": round(peak_rss_gb(), 3), "n_threads": _n_threads(None),
+              "data_peak_rss_gib": round(peak_rss_gib(), 3), "n_threads": _n_threads(None),
               "blas": [f"{b['internal_api']} {b['version']} {b['architecture']}"
                        for b in threadpool_info() if b["user_api"] == "blas"]}
     low_memory = {"auto": None, "on": True, "off": False}[args.low_memory]
@@ -135,7 +135,7 @@ def main() -> None:
         record["streaming_over_stored_step_cpu"] = round(
             float(np.mean(record["streaming"]["step_cpu_seconds_runs"]))
             / float(np.mean(record["stored"]["step_cpu_seconds_runs"])), 2)
-    record["peak_rss_gb"] = round(peak_rss_gb(), 3)
+    record["peak_rss_gib"] = round(peak_rss_gib(), 3)
     print(json.dumps(record))
 
 
