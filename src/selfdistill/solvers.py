@@ -27,7 +27,12 @@ How it is solved
   Python threads with single-threaded BLAS (OpenBLAS's own threads spin and stall on a
   shared machine). The block layout fixes the summation order: same numbers for any
   thread count up to 8.
-* **Memory O(N d + N K).** Nothing N x N when d <= N.
+* **Memory: stored logits, or streamed.** The fast path keeps the rotated features
+  (float64 and float32) and up to eight N x K float64 arrays: O(N d + N K). With
+  ``low_memory`` (chosen automatically when those arrays would pass 4 GiB) nothing N x K
+  and no copy of X is kept: :class:`_StreamingOps` recomputes the logits per row block in
+  every line-search trial, and memory beyond X and the targets is O(K d + d^2) plus a few
+  row blocks. Nothing N x N when d <= N.
 
 What was tried and measured is in ``docs/performance.md``.
 
@@ -844,8 +849,10 @@ def fit_softmax(
     low_memory : bool, optional
         True streams the N x K work over row blocks of X: nothing N x K is stored
         (integer labels are never one-hot encoded as a whole), no rotated copy of X is
-        made, and memory beyond X and the targets is O(K d + d^2) plus a few row blocks,
-        for about 1.5-2x the time per step. False keeps the logits (the fast path, up to
+        made, and memory beyond X and the targets is O(K d + d^2) plus a few row blocks.
+        A trial costs three float32 matmuls instead of a step's two, but on row blocks
+        that stay in cache: measured 1.03-1.06x the CPU time per step of the stored path
+        (docs/performance.md, "Scale"). False keeps the logits (the fast path, up to
         eight N x K float64 arrays). None (default) streams when those arrays would exceed
         :data:`LOW_MEMORY_AUTO_BYTES` (4 GiB: N K above ~67 million). Both reach the
         same minimiser (to about 1e-6 relative); only ``backend="numpy"`` streams.
