@@ -244,3 +244,108 @@ def test_unscaled_features_warn_naming_the_fix(digits, scale):
                                          + re.escape(f"{rms:.2g}")):
         warn_feature_scale(X)
     assert warn_feature_scale(digits.X_train[:100]) is None
+
+
+# ---- low_memory: the streaming path (issue 15, "Scale") -------------------------------
+
+@pytest.fixture()
+def small_stream_blocks(monkeypatch):
+    """Row blocks of 64 digits rows (4096 // d), so the streaming sums span many blocks."""
+    from selfdistill import solvers
+
+    monkeypatch.setattr(solvers, "_STREAM_BLOCK_ELEMENTS", 4096)
+
+
+@pytest.mark.parametrize("case", ["labels", "soft", "gce", "float32"])
+def test_low_memory_reaches_the_stored_minimiser(digits, small_stream_blocks, case):
+    X, y = digits.X_train, digits.y_train
+    targets, q = y, 0.0
+    if case == "soft":
+        targets = one_hot(y, 10) * 0.9 + 0.01
+    elif case == "gce":
+        q = 0.7
+    elif case == "float32":
+        X = X.astype(np.float32)
+    Wa, a = fit_softmax(X, targets, lam=1e-3, q=q, low_memory=False)
+    Wb, b = fit_softmax(X, targets, lam=1e-3, q=q, low_memory=True)
+    assert a.converged and b.converged
+    assert b.grad_norm0 == pytest.approx(a.grad_norm0, rel=1e-12)
+    np.testing.assert_allclose(Wb, Wa, rtol=0, atol=1e-5 * np.abs(Wa).max())
+    assert b.objective == pytest.approx(a.objective, rel=1e-8)
+    # the reported objective is the exact one at the returned W
+    T = targets if targets.ndim == 2 else one_hot(y, 10)
+    assert b.objective == pytest.approx(objective(Wb, X, T, 1e-3, q), rel=1e-12)
+
+
+def test_low_memory_is_independent_of_threads_and_warm_starts(digits, small_stream_blocks):
+    from selfdistill.solvers import _stream_blocks
+
+    X, y = digits.X_train, digits.y_train
+    assert len(_stream_blocks(X.shape[0], 10, X.shape[1])) > 8
+    W1, i1 = fit_softmax(X, y, lam=1e-3, low_memory=True, n_threads=1)
+    W2, _ = fit_softmax(X, y, lam=1e-3, low_memory=True, n_threads=2)
+    W3, _ = fit_softmax(X, y, lam=1e-3, low_memory=True, n_threads=3)
+    np.testing.assert_array_equal(W1, W2)
+    np.testing.assert_array_equal(W1, W3)
+    W4, i4 = fit_softmax(X, y, lam=1e-3, low_memory=True, W0=W1)
+    assert i4.iterations <= 2 and i4.objective == pytest.approx(i1.objective, rel=1e-12)
+
+
+def test_low_memory_stores_nothing_n_by_k(monkeypatch):
+    import tracemalloc
+
+    from selfdistill import solvers
+
+    monkeypatch.setattr(solvers, "_STREAM_BLOCK_ELEMENTS", 1 << 14)
+    rng = np.random.default_rng(0)
+    N, d, K = 20_000, 16, 100
+    X = rng.standard_normal((N, d)).astype(np.float32)
+    y = rng.integers(0, K, N)
+    nk_bytes = N * K * 8  # one N x K float64 array: 16 MB
+    peaks = {}
+    for low_memory in (True, False):
+        tracemalloc.start()
+        try:
+            with pytest.warns(ConvergenceWarning):
+                fit_softmax(X, y, lam=1e-3, max_iter=2, n_classes=K, check_input=False,
+                            low_memory=low_memory)
+            peaks[low_memory] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks[True] < nk_bytes / 4 < 4 * nk_bytes < peaks[False]
+
+
+def test_low_memory_choice_and_its_errors(digits, monkeypatch):
+    from selfdistill import solvers
+    from selfdistill.solvers import LOW_MEMORY_AUTO_BYTES, _resolve_low_memory
+
+    assert LOW_MEMORY_AUTO_BYTES == 4 * 2**30
+    assert _resolve_low_memory(None, "numpy", 1_000_000, 1000)  # ImageNet linear probe
+    assert not _resolve_low_memory(None, "numpy", 200_000, 100)
+    assert not _resolve_low_memory(None, "torch", 1_000_000, 1000)
+    assert _resolve_low_memory(True, "numpy", 10, 2)
+    assert not _resolve_low_memory(False, "numpy", 1_000_000, 1000)
+    X, y = digits.X_train[:200], digits.y_train[:200]
+    with pytest.raises(SelfDistillError, match="low_memory=True needs backend='numpy'"):
+        fit_softmax(X, y, lam=1e-3, low_memory=True, backend="torch")
+    with pytest.raises(SelfDistillError, match="low_memory must be True, False or None"):
+        fit_softmax(X, y, lam=1e-3, low_memory="yes")
+    # None streams above the budget: the same bits as forcing it
+    W_forced, _ = fit_softmax(X, y, lam=1e-3, low_memory=True)
+    monkeypatch.setattr(solvers, "LOW_MEMORY_AUTO_BYTES", 0)
+    W_auto, _ = fit_softmax(X, y, lam=1e-3)
+    np.testing.assert_array_equal(W_auto, W_forced)
+
+
+def test_basis_without_rotation_serves_both_paths(digits):
+    X, y = digits.X_train, digits.y_train
+    bare = SpectralBasis.from_features(X, rotate=False)
+    full = SpectralBasis.from_features(X)
+    assert bare.XV is None
+    np.testing.assert_array_equal(bare.V, full.V)
+    W_full, _ = fit_softmax(X, y, lam=1e-3, basis=full)
+    W_bare, _ = fit_softmax(X, y, lam=1e-3, basis=bare)
+    np.testing.assert_array_equal(W_bare, W_full)
+    W_s1, _ = fit_softmax(X, y, lam=1e-3, basis=bare, low_memory=True)
+    W_s2, _ = fit_softmax(X, y, lam=1e-3, basis=full, low_memory=True)
+    np.testing.assert_array_equal(W_s1, W_s2)

@@ -34,6 +34,7 @@ __all__ = [
     "check_lam",
     "check_in",
     "check_option",
+    "check_flag",
     "DISTILL_CONSTRAINTS",
     "check_params",
     "check_features",
@@ -167,6 +168,26 @@ def check_option(value: Any, options: tuple[str, ...], *, name: str) -> str:
     if not isinstance(value, str) or value not in options:
         raise SelfDistillError(f"{name} must be one of {', '.join(options)}, got {value!r}")
     return value
+
+
+def check_flag(value: Any, *, name: str, allow_none: bool = False) -> bool | None:
+    """Return ``value`` as a bool (numpy bools accepted), or None where allowed, else raise.
+
+    Examples
+    --------
+    >>> check_flag(None, name="low_memory", allow_none=True) is None
+    True
+    >>> check_flag("yes", name="low_memory", allow_none=True)
+    Traceback (most recent call last):
+    ...
+    selfdistill._errors.SelfDistillError: low_memory must be True, False or None, got 'yes'
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    allowed = "True, False or None" if allow_none else "True or False"
+    raise SelfDistillError(f"{name} must be {allowed}, got {value!r}")
 
 
 #: The knobs of a teacher -> SD -> PLL pipeline and their constraints (scikit-learn's

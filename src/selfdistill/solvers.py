@@ -27,7 +27,12 @@ How it is solved
   Python threads with single-threaded BLAS (OpenBLAS's own threads spin and stall on a
   shared machine). The block layout fixes the summation order: same numbers for any
   thread count up to 8.
-* **Memory O(N d + N K).** Nothing N x N when d <= N.
+* **Memory: stored logits, or streamed.** The fast path keeps the rotated features
+  (float64 and float32) and up to eight N x K float64 arrays: O(N d + N K). With
+  ``low_memory`` (chosen automatically when those arrays would pass 4 GiB) nothing N x K
+  and no copy of X is kept: :class:`_StreamingOps` recomputes the logits per row block in
+  every line-search trial, and memory beyond X and the targets is O(K d + d^2) plus a few
+  row blocks. Nothing N x N when d <= N.
 
 What was tried and measured is in ``docs/performance.md``.
 
@@ -45,7 +50,7 @@ import os
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
@@ -62,6 +67,7 @@ from ._validation import (
     TOL,
     Q,
     check_features,
+    check_flag,
     check_in,
     check_labels,
     check_lam,
@@ -150,46 +156,31 @@ class SpectralBasis:
         Orthonormal right singular vectors (r = rank used, at most min(N, d)).
     s2 : ndarray of shape (r,)
         Squared singular values (eigenvalues of ``X^T X``), descending.
-    XV : ndarray of shape (N, r)
-        ``X V = U S``, the rotated features.
+    XV : ndarray of shape (N, r) or None
+        ``X V = U S``, the rotated features (float64); None for a basis built with
+        ``rotate=False``, which is all a ``low_memory`` fit needs.
     """
 
     V: np.ndarray
     s2: np.ndarray
-    XV: np.ndarray
+    XV: np.ndarray | None
 
     @classmethod
-    def from_features(cls, X: np.ndarray, *, n_threads: int | None = None) -> SpectralBasis:
+    def from_features(cls, X: np.ndarray, *, n_threads: int | None = None,
+                      rotate: bool = True) -> SpectralBasis:
         """Compute the basis from ``X`` (N, d) in float64 in O(N d min(N, d)).
 
         Row blocks are processed by ``n_threads`` Python threads with one BLAS thread
         each and summed in block order, so the basis (and every fit on it) is bit-for-bit
-        the same whatever the thread settings of the caller.
+        the same whatever the thread settings of the caller. With ``rotate=False`` (and
+        d <= N) only ``V`` and ``s2`` are computed, from the d x d Gram matrix: memory
+        O(d^2) beyond X, and ``XV`` is None.
         """
         N, d = X.shape
         with _single_blas(), _pool(_n_threads(n_threads)) as pool:
             if d <= N:
-                # row blocks converted to float64 one at a time: no full float64 copy of X
-                step = max(1, (1 << 22) // max(d, 1))
-                blocks = [slice(i, min(i + step, N)) for i in range(0, N, step)]
-
-                def gram_of(sl: slice) -> np.ndarray:
-                    Xb = np.asarray(X[sl], dtype=np.float64)
-                    return Xb.T @ Xb
-
-                gram = np.zeros((d, d))
-                for part in _map_blocks(pool, gram_of, blocks):
-                    gram += part
-                s2, V = np.linalg.eigh(gram)
-                order = np.argsort(s2)[::-1]
-                s2, V = np.clip(s2[order], 0.0, None), V[:, order]
-                XV = np.empty((N, d))
-
-                def rotate(sl: slice) -> None:
-                    np.matmul(np.asarray(X[sl], dtype=np.float64), V, out=XV[sl])
-
-                _map_blocks(pool, rotate, blocks)
-                return cls(V=V, s2=s2, XV=XV)
+                s2, V = _gram_spectrum(X, pool)
+                return cls(V=V, s2=s2, XV=_rotate(X, V, pool) if rotate else None)
             # d > N: eigendecomposition of the N x N Gram matrix X X^T (small N only)
             X64 = np.asarray(X, dtype=np.float64)
             s2, Ucols = np.linalg.eigh(X64 @ X64.T)
@@ -199,7 +190,45 @@ class SpectralBasis:
             s2, Ucols = s2[keep], Ucols[:, keep]
             s = np.sqrt(s2)
             V = (X64.T @ Ucols) / s
-            return cls(V=V, s2=s2, XV=Ucols * s)
+            return cls(V=V, s2=s2, XV=Ucols * s if rotate else None)
+
+
+def _feature_blocks(N: int, d: int) -> list[slice]:
+    """Row blocks of about 4M feature values (32 MB in float64) for the basis."""
+    step = max(1, (1 << 22) // max(d, 1))
+    return [slice(i, min(i + step, N)) for i in range(0, N, step)]
+
+
+def _gram_spectrum(X: np.ndarray, pool: ThreadPoolExecutor | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(s2, V)``: eigenvalues (descending, clipped at 0) and eigenvectors of ``X^T X``.
+
+    The d x d Gram matrix is summed over row blocks in block order, each block converted
+    to float64 on its own: no full float64 copy of X, one block's d x d part per worker.
+    """
+    N, d = X.shape
+
+    def gram_of(sl: slice) -> np.ndarray:
+        Xb = np.asarray(X[sl], dtype=np.float64)
+        return Xb.T @ Xb
+
+    gram = np.zeros((d, d))
+    for part in _imap_blocks(pool, gram_of, _feature_blocks(N, d)):
+        gram += part
+    s2, V = np.linalg.eigh(gram)
+    order = np.argsort(s2)[::-1]
+    return np.clip(s2[order], 0.0, None), V[:, order]
+
+
+def _rotate(X: np.ndarray, V: np.ndarray, pool: ThreadPoolExecutor | None) -> np.ndarray:
+    """``X V`` (N, r) in float64, row block by row block."""
+    XV = np.empty((X.shape[0], V.shape[1]))
+
+    def rotate(sl: slice) -> None:
+        np.matmul(np.asarray(X[sl], dtype=np.float64), V, out=XV[sl])
+
+    _map_blocks(pool, rotate, _feature_blocks(*X.shape))
+    return XV
 
 
 def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -298,6 +327,154 @@ class _NumpyOps:
         return Z, value, dZ, GD * self.dinv_sqrt
 
 
+@dataclass(frozen=True)
+class _Point:
+    """Where :class:`_StreamingOps` stands: the variables ``C`` and the data value there.
+
+    Its stand-in for the N x K logits of :class:`_NumpyOps` (nothing N x K is kept).
+    """
+
+    C: np.ndarray
+    value: float
+
+
+def _target_rows(T: np.ndarray, sl: slice, K: int) -> np.ndarray:
+    """Rows ``sl`` of the targets as float64 (n, K): one-hot of labels, or soft rows."""
+    if T.ndim == 1:
+        return one_hot(T[sl], K)
+    return np.asarray(T[sl], dtype=np.float64)
+
+
+#: Values per row block of the streaming path (rows = this // max(K, d)): each of a
+#: block's N_b x K float64 arrays and its float64 copy of the features is ~16 MB.
+_STREAM_BLOCK_ELEMENTS = 1 << 21
+
+
+def _stream_blocks(N: int, K: int, d: int) -> list[slice]:
+    """Row blocks of the streaming path: at most :data:`_STREAM_BLOCK_ELEMENTS` values
+    wide, and at least 8 of them (work for up to 8 threads). The layout depends on
+    (N, K, d) only, never on the thread count."""
+    rows = max(1, min(_STREAM_BLOCK_ELEMENTS // max(K, d), -(-N // 8)))
+    return [slice(i, min(i + rows, N)) for i in range(0, N, rows)]
+
+
+class _StreamingOps:
+    """The N x K work of one fit streamed over row blocks: nothing N x K is stored.
+
+    Same four methods as :class:`_NumpyOps` (:func:`_lbfgs` only passes their results
+    back), but the handles are small: the "logits" are a :class:`_Point` (``C`` and the
+    data value there), the "direction logits" the direction ``d`` itself, and the
+    "logit gradient" of a trial the change of the data gradient (K, r) since the trial's
+    base point (None after :meth:`refresh`).
+
+    A trial at step ``t`` recomputes, per row block, the logits at the base point and
+    along ``d`` with one float32 matmul, ``X_b [W; W_d]^T`` (``W = C D^{-1/2} V^T``, the
+    features X used as they are, no rotated copy), then in float64 the loss and logit
+    gradient at ``t = 0`` and at ``t``, and the gradient change
+    ``(dZ_t - dZ_0)^T X_b`` as a float32 matmul of the *difference*. Value and gradient
+    therefore move by differences of one consistent evaluation, as in :class:`_NumpyOps`:
+    the float32 rounding is relative to the update, and :meth:`refresh` (float64
+    throughout, features converted block by block) removes the drift.
+
+    Cost per trial: three N x d x K float32 matmuls and two element-wise passes (the
+    stored path: two matmuls per step, one element-wise pass per trial). Memory: a few
+    (N_b, K) float64 arrays per worker. Blocks come from :func:`_stream_blocks` and
+    partial sums are added in block order: same numbers for any thread count.
+    """
+
+    def __init__(self, X, V, dinv_sqrt, T, K, q, pool, blocks):
+        self.X = X
+        self.V = V
+        self.dinv_sqrt = dinv_sqrt
+        self.T = T
+        self.K = K
+        self.q = q
+        self.pool = pool
+        self.blocks = blocks
+        self.N = X.shape[0]
+        self._at_zero: tuple[float, np.ndarray] | None = None
+
+    def _sum(self, fn) -> list:
+        """Block-order sums of the tuples ``fn(block)`` returns (parts not all held)."""
+        total = None
+        for part in _imap_blocks(self.pool, fn, self.blocks):
+            total = list(part) if total is None else [a + b for a, b in zip(total, part)]
+        return total
+
+    def _weights(self, C: np.ndarray) -> np.ndarray:
+        """``W = C D^{-1/2} V^T`` (K, d): the variables in the features' coordinates."""
+        return (C * self.dinv_sqrt) @ self.V.T
+
+    def _to_scaled(self, GW: np.ndarray) -> np.ndarray:
+        """A gradient in W (K, d) as a gradient in C (K, r): ``G V D^{-1/2}``."""
+        return (GW @ self.V) * self.dinv_sqrt
+
+    def data_gradient_at_zero(self) -> np.ndarray:
+        """``dF_data/dW`` at ``W = 0`` (K, d), in float64.
+
+        Kept with the data value there: a cold start's first :meth:`refresh` (at
+        ``C = 0``, where the logits are exactly 0) reuses them instead of a second pass.
+        """
+
+        def work(sl):
+            Xb = np.asarray(self.X[sl], dtype=np.float64)
+            Z0 = np.zeros((Xb.shape[0], self.K))
+            v, dZ = logit_loss_grad(Z0, _target_rows(self.T, sl, self.K), self.q,
+                                    n_total=self.N)
+            return v, dZ.T @ Xb
+
+        value, GW = self._sum(work)
+        self._at_zero = (value, GW)
+        return GW
+
+    def direction(self, d: np.ndarray) -> np.ndarray:
+        """The direction itself: its logits are recomputed in every trial."""
+        return d
+
+    def trial(self, Z: _Point, Zd: np.ndarray, t: float):
+        """Data value, slope ``<dZ, X_s d^T>``, gradient change and point at ``C + t d``."""
+        K = self.K
+        M32 = np.ascontiguousarray(
+            np.concatenate([self._weights(Z.C), self._weights(Zd)]).T, dtype=np.float32)
+
+        def work(sl):
+            Xb = np.asarray(self.X[sl], dtype=np.float32)
+            L = Xb @ M32  # (n, 2K): logits at t = 0, then along d
+            Z0, Zdir = L[:, :K].astype(np.float64), L[:, K:].astype(np.float64)
+            Tb = _target_rows(self.T, sl, K)
+            v0, dZ0 = logit_loss_grad(Z0, Tb, self.q, n_total=self.N)
+            Zt = np.multiply(Zdir, t)
+            Zt += Z0
+            vt, dZt = logit_loss_grad(Zt, Tb, self.q, n_total=self.N)
+            slope = float(np.vdot(dZt.ravel(), Zdir.ravel()))
+            diff = np.subtract(dZt, dZ0, dtype=np.float32)
+            return vt - v0, slope, (diff.T @ Xb).astype(np.float64)
+
+        dv, slope, GW = self._sum(work)
+        value = Z.value + dv
+        return value, slope, self._to_scaled(GW), _Point(Z.C + t * Zd, value)
+
+    def grad_change(self, dZ_new: np.ndarray, dZ_old: np.ndarray | None) -> np.ndarray:
+        """The trial's gradient change: it was measured from its base point, ``dZ_old``'s."""
+        return dZ_new
+
+    def refresh(self, C: np.ndarray) -> tuple[_Point, float, None, np.ndarray]:
+        """Exact float64 data value and data gradient at ``C``, from X block by block."""
+        if self._at_zero is not None and not np.any(C):
+            value, GW = self._at_zero
+            return _Point(C, value), value, None, self._to_scaled(GW)
+        Wt = np.ascontiguousarray(self._weights(C).T)
+
+        def work(sl):
+            Xb = np.asarray(self.X[sl], dtype=np.float64)
+            v, dZ = logit_loss_grad(Xb @ Wt, _target_rows(self.T, sl, self.K), self.q,
+                                    n_total=self.N)
+            return v, dZ.T @ Xb
+
+        value, GW = self._sum(work)
+        return _Point(C, value), value, None, self._to_scaled(GW)
+
+
 _CONTROLLER: list[ThreadpoolController] = []
 
 
@@ -327,6 +504,16 @@ def _map_blocks(pool: ThreadPoolExecutor | None, fn: Callable, blocks: list) -> 
     return list(pool.map(fn, blocks))
 
 
+def _imap_blocks(pool: ThreadPoolExecutor | None, fn: Callable, blocks: list) -> Iterator:
+    """``fn(b)`` for each block, yielded in block order as they come.
+
+    Sums over many blocks consume the parts one by one instead of holding them all.
+    """
+    if pool is None or len(blocks) == 1:
+        return map(fn, blocks)
+    return pool.map(fn, blocks)
+
+
 def _n_threads(n_threads: int | None) -> int:
     """Worker threads: ``n_threads``, or the CPUs this process may run on."""
     if n_threads is not None:
@@ -344,6 +531,35 @@ def _n_blocks(N: int, n_threads: int) -> int:
     identical for any ``n_threads <= 8``.
     """
     return max(1, min(N // 512, max(8, n_threads)))
+
+
+#: Budget of the stored path's N x K float64 arrays above which ``low_memory=None``
+#: streams (:func:`_resolve_low_memory`). A fixed number, not a share of this machine's
+#: memory, so that the same call takes the same path (and gives the same bits) anywhere.
+LOW_MEMORY_AUTO_BYTES = 4 * 2**30
+
+
+def _stored_state_bytes(N: int, K: int) -> int:
+    """Peak bytes of the stored path's N x K float64 arrays: eight of them (targets,
+    logits, their gradient, the direction's logits, and the logits and gradient of two
+    line-search trials; tracemalloc measured 8.3 on N=20,000, K=100)."""
+    return 8 * 8 * N * K
+
+
+def _resolve_low_memory(low_memory: bool | None, backend: str, N: int, K: int) -> bool:
+    """Whether a fit streams: ``low_memory`` when given, else by :data:`LOW_MEMORY_AUTO_BYTES`.
+
+    Only the numpy backend streams; torch keeps its arrays on its device.
+    """
+    if backend != "numpy":
+        if low_memory:
+            raise SelfDistillError(
+                f"low_memory=True needs backend='numpy', got backend={backend!r}; "
+                "use low_memory=False or None with torch")
+        return False
+    if low_memory is None:
+        return _stored_state_bytes(N, K) > LOW_MEMORY_AUTO_BYTES
+    return bool(low_memory)
 
 
 def _preconditioner(s2: np.ndarray, N: int, K: int, lam: float) -> np.ndarray:
@@ -587,6 +803,7 @@ def fit_softmax(
     backend: str = "numpy",
     device: str | None = None,
     restarts: int = 0,
+    low_memory: bool | None = None,
 ) -> tuple[np.ndarray, FitResult]:
     """Exact minimiser of the L2-regularised softmax objective on soft or hard targets.
 
@@ -609,7 +826,7 @@ def fit_softmax(
     max_iter : int, default=2000
         Iteration cap, at least 1.
     memory : int, default=10
-        L-BFGS history length.
+        L-BFGS history length (pairs of steps kept); unrelated to ``low_memory``.
     basis : SpectralBasis, optional
         Precomputed basis of X (reuse across rounds).
     n_classes : int, optional
@@ -629,6 +846,16 @@ def fit_softmax(
         After a precision stop (status 2: no decrease found along the L-BFGS direction,
         from exact float64 values), drop the L-BFGS memory and go on from the same point,
         at most this many times.
+    low_memory : bool, optional
+        True streams the N x K work over row blocks of X: nothing N x K is stored
+        (integer labels are never one-hot encoded as a whole), no rotated copy of X is
+        made, and memory beyond X and the targets is O(K d + d^2) plus a few row blocks.
+        A trial costs three float32 matmuls instead of a step's two, but on row blocks
+        that stay in cache: measured 1.03-1.06x the CPU time per step of the stored path
+        (docs/performance.md, "Scale"). False keeps the logits (the fast path, up to
+        eight N x K float64 arrays). None (default) streams when those arrays would exceed
+        :data:`LOW_MEMORY_AUTO_BYTES` (4 GiB: N K above ~67 million). Both reach the
+        same minimiser (to about 1e-6 relative); only ``backend="numpy"`` streams.
 
     Returns
     -------
@@ -658,23 +885,24 @@ def fit_softmax(
         max_iter = check_in(max_iter, MAX_ITER, name="max_iter")
         restarts = check_in(restarts, ROUNDS, name="restarts")
         check_option(backend, BACKENDS, name="backend")
+        low_memory = check_flag(low_memory, name="low_memory", allow_none=True)
         t_arr = np.asarray(targets)
-        if t_arr.ndim == 1:
-            y = check_labels(t_arr, n_samples=X.shape[0], n_classes=n_classes, min_classes=1)
-            targets = one_hot(y, n_classes or int(y.max()) + 1)
+        if t_arr.ndim == 1:  # labels stay labels: one-hot only where the path needs it
+            targets = check_labels(t_arr, n_samples=X.shape[0], n_classes=n_classes,
+                                   min_classes=1)
+            n_classes = n_classes or int(targets.max()) + 1
+            K = n_classes
         else:
             targets = check_targets(t_arr, n_samples=X.shape[0])
-        if targets.shape[1] < 2:
+            K = targets.shape[1]
+        if K < 2:
             raise SelfDistillError("targets must cover at least 2 classes")
-        if W0 is not None and np.shape(W0) != (targets.shape[1], X.shape[1]):
-            raise SelfDistillError(
-                f"W0 must have shape {(targets.shape[1], X.shape[1])}, got {np.shape(W0)}")
-    T = np.asarray(targets)
-    if T.ndim == 1:  # trusted integer labels
-        T = one_hot(T.astype(np.intp), n_classes or int(T.max()) + 1)
-    res = _fit_softmax(X, T, lam, q=q, W0=W0, tol=tol, max_iter=max_iter, memory=memory,
+        if W0 is not None and np.shape(W0) != (K, X.shape[1]):
+            raise SelfDistillError(f"W0 must have shape {(K, X.shape[1])}, got {np.shape(W0)}")
+    res = _fit_softmax(X, targets, lam, q=q, W0=W0, tol=tol, max_iter=max_iter, memory=memory,
                        basis=basis, callback=callback, n_threads=n_threads, backend=backend,
-                       device=device, restarts=restarts)
+                       device=device, restarts=restarts, n_classes=n_classes,
+                       low_memory=low_memory)
     return res.W, res
 
 
@@ -694,15 +922,26 @@ def _fit_softmax(
     backend: str = "numpy",
     device: str | None = None,
     restarts: int = 0,
+    n_classes: int | None = None,
+    low_memory: bool | None = None,
 ) -> FitResult:
     """:func:`fit_softmax` behind the door: trusted inputs, soft targets ``T`` (N, K).
 
-    For callers that validated already (the pipeline, the theory drivers); returns the
-    :class:`FitResult` itself.
+    ``T`` may also be integer labels (N,), with ``n_classes`` K (default
+    ``max(T) + 1``). For callers that validated already (the pipeline, the theory
+    drivers); returns the :class:`FitResult` itself.
     """
     t0 = time.perf_counter()
-    T = np.asarray(T, dtype=np.float64)
-    N, K = T.shape
+    T = np.asarray(T)
+    N = X.shape[0]
+    if T.ndim == 1:  # integer labels
+        T = T.astype(np.intp, copy=False)
+        K = int(n_classes) if n_classes is not None else int(T.max()) + 1
+    else:
+        K = T.shape[1]
+    stream = _resolve_low_memory(low_memory, backend, N, K)
+    if not stream:
+        T = one_hot(T, K) if T.ndim == 1 else np.asarray(T, dtype=np.float64)
     n_threads = _n_threads(n_threads)
     with contextlib.ExitStack() as stack:
         if backend == "numpy":
@@ -711,30 +950,37 @@ def _fit_softmax(
             # fixed block order makes results independent of every thread setting
             stack.enter_context(_single_blas())
         if basis is None:
-            basis = SpectralBasis.from_features(X, n_threads=n_threads)
-        XV, s2, V = basis.XV, basis.s2, basis.V
+            basis = SpectralBasis.from_features(X, n_threads=n_threads, rotate=not stream)
+        s2, V = basis.s2, basis.V
         B0 = None if W0 is None else np.asarray(W0, dtype=np.float64) @ V
         r = len(s2)
         shape = (K, r)
         D = _preconditioner(s2, N, K, lam)
         dinv_sqrt = 1.0 / np.sqrt(D)
         pen = lam / D  # penalty weight per coordinate of C
-        # gradient norm at W = 0 in original coordinates: ||(U_K - T)^T X / N||, U_K = 1/K
-        _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
-        g0 = float(np.linalg.norm(dZ0.T @ XV))
+        pool = stack.enter_context(_pool(n_threads)) if backend == "numpy" else None
+        if stream:
+            ops = _StreamingOps(X, V, dinv_sqrt, T, K, q, pool,
+                                _stream_blocks(N, K, X.shape[1]))
+            g0 = float(np.linalg.norm(ops.data_gradient_at_zero() @ V))
+        else:
+            XV = basis.XV if basis.XV is not None else _rotate(X, V, pool)
+            if backend == "torch":
+                from ._torch_backend import TorchOps, resolve_device
+
+                ops = TorchOps(XV, dinv_sqrt, T, q, resolve_device(device))
+            else:
+                ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads))
+            # gradient norm at W = 0 in original coordinates: ||(U_K - T)^T X / N||, U_K = 1/K
+            _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
+            g0 = float(np.linalg.norm(dZ0.T @ XV))
+            del dZ0  # not kept through the fit
         # targets already uniform (e.g. PLL with K = 2): W = 0 is stationary and g0 = 0, so
         # measure convergence against the gradient scale of one-hot targets instead
         g_floor = 1e-3 * float(np.sqrt(np.sum(s2) / N)) / K
         g0 = max(g0, g_floor)
         gscale = np.sqrt(D)
         C0 = np.zeros(shape) if B0 is None else B0 / dinv_sqrt
-        if backend == "torch":
-            from ._torch_backend import TorchOps, resolve_device
-
-            ops = TorchOps(XV, dinv_sqrt, T, q, resolve_device(device))
-        else:
-            pool = stack.enter_context(_pool(n_threads))
-            ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads))
         C, f, g, iters, status, nfev, used = _lbfgs(ops, C0, pen, gscale, tol * g0, max_iter,
                                                     memory, callback, restarts)
         B = C * dinv_sqrt
