@@ -68,7 +68,8 @@ from .losses import softmax
 from .solvers import SpectralBasis
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
-           "AutoSelection", "resolve_auto", "corrected_accuracy", "DEFAULT_LAM_GRID"]
+           "AutoSelection", "resolve_auto", "corrected_accuracy", "noise_inverse",
+           "DEFAULT_LAM_GRID"]
 
 #: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
 #: settle long before the weights do: on BANKING77 (lam=1e-5, sym 0 and 0.8) every
@@ -511,10 +512,40 @@ def corrected_accuracy(pred: np.ndarray, y: np.ndarray, T_inv: np.ndarray) -> fl
     >>> round(corrected_accuracy(y_true, y, np.linalg.inv(T)), 3)   # the true labels
     1.0
     """
-    K = T_inv.shape[0]
-    J = np.zeros((K, K))
-    np.add.at(J, (pred, y), 1.0)
-    return float(np.trace(J @ T_inv) / max(len(y), 1))
+    # trace(J T^-1) = sum_{p, g} J[p, g] T^-1[g, p] = (1/n) sum_i T^-1[y_i, pred_i]: O(n),
+    # where forming J and the product costs O(K^3) (0.4 s a candidate at K = 2000)
+    return float(np.sum(T_inv[np.asarray(y), np.asarray(pred)]) / max(len(y), 1))
+
+
+def noise_inverse(T: np.ndarray) -> np.ndarray:
+    """``T^-1`` of an estimated noise matrix, or its pseudo-inverse when it is singular.
+
+    An LU factorisation with LAPACK's condition estimate: the estimated ``T`` is
+    row-stochastic and nearly always far from singular, and the LU costs a twentieth of
+    the SVD behind ``np.linalg.pinv`` (K = 2000: 0.3 s vs 20 s). When the reciprocal
+    condition number is below 1e-12 (singular, or so close that the inverse would be
+    noise) the pseudo-inverse is returned, as before.
+
+    Examples
+    --------
+    >>> noise_inverse(np.array([[0.75, 0.25], [0.0, 1.0]]))
+    array([[ 1.33333333, -0.33333333],
+           [ 0.        ,  1.        ]])
+    >>> noise_inverse(np.array([[0.5, 0.5], [0.5, 0.5]]))
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
+    from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
+    from scipy.linalg.lapack import dgecon
+
+    T = np.asarray(T, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LinAlgWarning)  # exactly singular: rcond 0 below
+        lu, piv = lu_factor(T, check_finite=False)
+    rcond, info = dgecon(lu, float(np.abs(T).sum(axis=0).max()), norm="1")
+    if info != 0 or not rcond >= 1e-12:
+        return np.linalg.pinv(T)
+    return lu_solve((lu, piv), np.eye(T.shape[0]), check_finite=False)
 
 
 def resolve_auto(
@@ -686,7 +717,7 @@ def resolve_auto(
     else:
         P_clean = P_screen
     est = estimate_noise(P_clean, y)
-    T_inv = np.linalg.pinv(est.T)
+    T_inv = noise_inverse(est.T)
 
     def score_of(P: np.ndarray) -> float:
         pred = P.argmax(axis=1)
