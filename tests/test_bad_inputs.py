@@ -100,7 +100,8 @@ def toml(text: str) -> Callable[[Path], list[str]]:
 
 
 def model_file(d: Path, *, d_features: int = 64, **changes) -> str:
-    """A valid model file for 10 digits classes (``changes`` replace members)."""
+    """A valid model file for 10 digits classes (``changes`` replace members; None drops
+    one)."""
     from selfdistill.model_io import SavedModel, write_model
 
     path = d / "m.npz"
@@ -110,7 +111,7 @@ def model_file(d: Path, *, d_features: int = 64, **changes) -> str:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         arrays.update(changes)
-        npz(path, **arrays)
+        npz(path, **{k: v for k, v in arrays.items() if v is not None})
     return str(path)
 
 
@@ -186,6 +187,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("lam too small (1e-300)", fit_with("--lam", "1e-300"), "out.json"),
     ("negative rounds", fit_with("--rounds", "-1"), "out.json"),
     ("q outside [0, 1]", fit_with("--q", "1.5"), "out.json"),
+    ("--intercept given a value", fit_with("--intercept=no"), "out.json"),
     ("unknown option", fit_with("--frobnicate"), "out.json"),
     # outputs
     ("--json is a directory", lambda d: ["fit", good(d), "--json", str(d)], "out.json"),
@@ -245,6 +247,12 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("predict: model of the wrong d", predict_with(good, d_features=10), "p.csv"),
     ("predict: schema version from the future",
      predict_with(good, schema_version=np.array(99)), "p.csv"),
+    ("predict: model intercept of the wrong length",
+     predict_with(good, intercept=np.zeros(3)), "p.csv"),
+    ("predict: NaN in the model intercept",
+     predict_with(good, intercept=np.full(10, np.nan)), "p.csv"),
+    ("predict: schema-2 model without an intercept", predict_with(good, intercept=None),
+     "p.csv"),
     ("predict: a feature file as the model",
      lambda d: ["predict", good(d), good(d), "--out", str(d / "p.csv")],
      "p.csv"),

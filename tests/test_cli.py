@@ -468,3 +468,43 @@ def test_fit_lam_grid_cv_and_max_iter_options(capsys, tmp_path, small_npz):
     code, _, err = cli(capsys, "fit", small_npz, "--lam", "auto", "--lam-grid", "1e-5,big",
                        "--quiet")
     assert code == 2 and err.strip().startswith("error: --lam-grid must be")
+
+
+def test_fit_intercept_by_default_and_predict_reproduces_it(capsys, tmp_path):
+    """issue 16: d = 1, three threshold classes. ``fit`` fits a bias by default (the
+    model file keeps it, ``predict`` gives the same probabilities and accuracy);
+    ``--no-intercept`` is the model without bias, which cannot separate them."""
+    from selfdistill import load_model
+    from selfdistill.model_io import read_model
+
+    rng = np.random.default_rng(0)
+    x, xt = rng.uniform(-1.5, 1.5, 300), rng.uniform(-1.5, 1.5, 400)
+    data = tmp_path / "thresholds.npz"
+    np.savez(data, X_train=x[:, None], y_train=np.floor(x + 1.5).astype(int),
+             X_test=xt[:, None], y_test=np.floor(xt + 1.5).astype(int))
+    rec = {}
+    for flag in ("--intercept", "--no-intercept"):
+        out = tmp_path / f"{flag}.json"
+        code, stdout, err = cli(capsys, "fit", data, flag, "--json", out, "--model",
+                                tmp_path / f"{flag}.npz", "--quiet")
+        assert code == 0, err
+        rec[flag] = json.loads(out.read_text())
+        assert ("no intercept" in stdout) == (flag == "--no-intercept")
+    acc = {f: next(m["test_acc"] for m in r["models"] if m["name"] == r["selected"])
+           for f, r in rec.items()}
+    assert rec["--intercept"]["fit_intercept"] and acc["--intercept"] > 0.95
+    assert not rec["--no-intercept"]["fit_intercept"] and acc["--no-intercept"] < 0.7
+    model = read_model(tmp_path / "--intercept.npz")
+    assert model.schema_version == 2 and np.any(model.intercept != 0)
+    assert not np.any(read_model(tmp_path / "--no-intercept.npz").intercept)
+    pred_csv = tmp_path / "pred.csv"
+    code, stdout, err = cli(capsys, "predict", tmp_path / "--intercept.npz", data,
+                            "--out", pred_csv, "--top-k", "3")
+    assert code == 0, err
+    rows = list(csv.DictReader(pred_csv.read_text().splitlines()))
+    P = model.predict_proba(xt[:, None])
+    np.testing.assert_allclose([[float(r[f"p{j}"]) for j in (1, 2, 3)] for r in rows],
+                               -np.sort(-P, axis=1), atol=1e-6)
+    assert f"accuracy on the given labels {100 * acc['--intercept']:.2f}%" in stdout
+    clf = load_model(tmp_path / "--intercept.npz")
+    np.testing.assert_array_equal(clf.predict_proba(xt[:, None]), P)

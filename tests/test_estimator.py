@@ -150,7 +150,64 @@ def test_lam_auto_is_resolved_once_for_the_estimator_and_fit(digits):
     clf = SelfDistillationClassifier(lam="auto", rounds=2, lam_grid=grid, random_state=0)
     clf.fit(digits.X_train, y)
     res = run_pipeline(replace(digits, y_train=y, y_train_clean=None), lam="auto", rounds=2,
-                       lam_grid=grid, noise_seed=0, issues=True)
+                       lam_grid=grid, noise_seed=0, issues=True, fit_intercept=True)
     assert clf.selected_ == res.selected and clf.lam_ == res.lam
-    np.testing.assert_allclose(clf.coef_, res.selected_fit.W, rtol=1e-10, atol=1e-12)
+    coef, intercept = res.weights()
+    np.testing.assert_allclose(clf.coef_, coef, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.intercept_, intercept, rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(np.sort(clf.label_issues_), np.sort(res.issues.indices))
+
+
+def threshold_classes(n: int, seed: int, lo: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """d = 1, three threshold classes: x uniform in [lo, lo + 3], y = floor(x - lo)."""
+    x = np.random.default_rng(seed).uniform(lo, lo + 3.0, n)
+    return x[:, None], np.floor(x - lo).astype(int)
+
+
+@pytest.mark.parametrize("lo", [0.0, -1.5])
+def test_an_intercept_separates_threshold_classes(lo):
+    # issue 16: with d = 1 and three threshold classes every model scored ~67% (centred
+    # x: the sign of x picks the outer classes, the middle one is lost) or ~33% (x >= 0:
+    # one class wins everywhere); a bias per class separates all three
+    X, y = threshold_classes(300, seed=0, lo=lo)
+    Xt, yt = threshold_classes(1000, seed=1, lo=lo)
+    with_b = SelfDistillationClassifier().fit(X, y)
+    assert with_b.fit_intercept and with_b.score(Xt, yt) > 0.95
+    without = SelfDistillationClassifier(fit_intercept=False).fit(X, y)
+    assert without.score(Xt, yt) < 0.7
+    assert not np.any(without.intercept_)
+
+
+def test_predict_proba_is_softmax_of_coef_and_intercept(digits):
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    clf = SelfDistillationClassifier(lam=1e-3, rounds=1, mode="sd").fit(X, y)
+    assert clf.coef_.shape == (10, 64) and clf.intercept_.shape == (10,)
+    Z = digits.X_test @ clf.coef_.T + clf.intercept_
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(clf.predict_proba(digits.X_test),
+                               P / P.sum(axis=1, keepdims=True), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(clf.decision_function(digits.X_test), Z, rtol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1.0, 3.0])
+def test_intercept_is_a_constant_column_penalised_by_lam_over_s2(digits, s):
+    """fit_intercept=True is the model without intercept on [X, s 1] (liblinear's way), so
+    the bias costs (lam/2) b^2 / s^2 in the objective."""
+    X, y, lam = digits.X_train[:300], digits.y_train[:300], 1e-3
+    clf = SelfDistillationClassifier(lam=lam, mode="teacher", intercept_scaling=s).fit(X, y)
+    aug = SelfDistillationClassifier(lam=lam, mode="teacher", fit_intercept=False).fit(
+        np.hstack([X, np.full((300, 1), s)]), y)
+    np.testing.assert_allclose(clf.coef_, aug.coef_[:, :64], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.intercept_, s * aug.coef_[:, 64], rtol=1e-10, atol=1e-12)
+    Z = X @ clf.coef_.T + clf.intercept_
+    logp = Z - Z.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    objective = (-logp[np.arange(300), y].mean()
+                 + lam / 2 * (np.sum(clf.coef_ ** 2) + np.sum(clf.intercept_ ** 2) / s ** 2))
+    assert clf.history_[0]["objective"] == pytest.approx(objective, rel=1e-10)
+
+
+def test_intercept_scaling_is_checked(digits):
+    with pytest.raises(ValueError, match="'intercept_scaling' parameter"):
+        SelfDistillationClassifier(intercept_scaling=0.0).fit(digits.X_train[:60],
+                                                              digits.y_train[:60])

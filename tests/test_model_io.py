@@ -47,6 +47,35 @@ def test_estimator_round_trip_identical_predictions(fitted, digits, tmp_path):
     assert same.features_sha256_ == features_sha256(digits.X_train[:400])
     again = SelfDistillationClassifier.load(path)
     np.testing.assert_array_equal(again.coef_, fitted.coef_)
+    np.testing.assert_array_equal(again.intercept_, fitted.intercept_)
+    assert fitted.fit_intercept and np.any(fitted.intercept_ != 0)
+
+
+def test_estimator_without_intercept_round_trips(digits, tmp_path):
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    clf = SelfDistillationClassifier(lam=1e-3, mode="teacher", fit_intercept=False).fit(X, y)
+    same = selfdistill.load_model(clf.save(tmp_path / "m.npz"))
+    assert not same.fit_intercept and not np.any(same.intercept_)
+    np.testing.assert_array_equal(same.predict_proba(digits.X_test),
+                                  clf.predict_proba(digits.X_test))
+
+
+def test_schema_1_file_loads_without_intercept(fitted, digits, tmp_path):
+    """A model file written before intercepts existed (schema 1: no ``intercept`` key, no
+    ``fit_intercept`` parameter) loads as the model it holds, logits ``X W^T``."""
+    params = json.loads(str(np.load(fitted.save(tmp_path / "m.npz"))["params"]))
+    params.pop("fit_intercept"), params.pop("intercept_scaling")
+    old = rewrite(tmp_path / "m.npz", tmp_path / "old.npz", intercept=None,
+                  schema_version=np.array(1), params=np.array(json.dumps(params)))
+    saved = read_model(old)
+    assert saved.schema_version == 1 and not np.any(saved.intercept)
+    clf = selfdistill.load_model(old)
+    assert clf.fit_intercept is False and clf.intercept_.shape == (10,)
+    X = digits.X_test
+    Z = X @ fitted.coef_.T
+    P = np.exp(Z - Z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(clf.predict_proba(X), P / P.sum(axis=1, keepdims=True),
+                               rtol=1e-12, atol=1e-15)
 
 
 def test_file_is_plain_arrays(fitted, tmp_path):
@@ -80,7 +109,12 @@ def test_saved_model_helpers(tmp_path):
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"schema_version": np.array(SCHEMA_VERSION + 1)}, "schema version 2; .* reads version 1"),
+    ({"schema_version": np.array(SCHEMA_VERSION + 1)},
+     "schema version 3; .* reads versions 1 to 2 \\(upgrade"),
+    ({"schema_version": np.array(0)}, "schema version 0; .* reads versions 1 to 2$"),
+    ({"intercept": None}, "lacks key\\(s\\) intercept"),
+    ({"intercept": np.zeros(9)}, "intercept .* must be 10 floats"),
+    ({"intercept": np.full(10, np.inf)}, "intercept .* NaN or inf"),
     ({"schema_version": None}, "not a selfdistill model file"),
     ({"format": np.array("other")}, "not a selfdistill model file"),
     ({"W": np.full((10, 64), np.nan)}, "NaN"),

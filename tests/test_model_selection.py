@@ -191,3 +191,52 @@ def test_auto_is_deterministic(asym_digits):
                      seed=3)
     assert (a.lam, a.best_model) == (b.lam, b.best_model)
     np.testing.assert_array_equal(a.oof_proba, b.oof_proba)
+
+
+def test_noise_inverse_is_the_pseudo_inverse_and_the_score_its_trace():
+    """noise_inverse (LU, or gelsy when singular) equals np.linalg.pinv, and the O(n)
+    corrected accuracy equals trace(J T^+) / n with J the (pred, given) counts."""
+    from selfdistill.model_selection import corrected_accuracy, noise_inverse
+
+    rng = np.random.default_rng(0)
+    for K in (3, 6, 40):
+        for _ in range(30):
+            C = rng.integers(0, 3, (K, K)) * (rng.random((K, K)) < 0.4)
+            C = C + np.diag(rng.random(K) < 0.7)
+            col = C.sum(axis=0)
+            T = np.where(col[:, None] > 0, C.T / np.maximum(col[:, None], 1), np.eye(K))
+            T_inv = noise_inverse(T)
+            np.testing.assert_allclose(T_inv, np.linalg.pinv(T), atol=1e-9)
+            y, pred = rng.integers(0, K, 200), rng.integers(0, K, 200)
+            J = np.zeros((K, K))
+            np.add.at(J, (pred, y), 1.0)
+            assert corrected_accuracy(pred, y, T_inv) == pytest.approx(
+                np.trace(J @ T_inv) / 200, abs=1e-12)
+
+
+def test_many_classes_with_three_rows_each_finish(tmp_path, capsys):
+    """issue 16, large K: 2,000 classes x 3 rows gave no output in 450 s. At 300 classes
+    x 3 rows ``fit --lam auto`` and ``fit --no-select`` finish and report a model and
+    the K x K noise estimate (the noise matrix is singular here, docs/performance.md)."""
+    import json
+
+    from selfdistill.cli import run
+
+    rng = np.random.default_rng(0)
+    K, d = 300, 64
+    means = rng.standard_normal((K, d))
+    y = np.repeat(np.arange(K), 3)
+    X = means[y] / np.sqrt(d) + 2.5 * rng.standard_normal((3 * K, d)) / np.sqrt(d)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    data = tmp_path / "many.npz"
+    np.savez(data, X_train=X.astype(np.float32), y_train=y)
+    for args in (["--lam", "auto"], ["--no-select", "--lam", "1e-4"]):
+        out = tmp_path / "out.json"
+        with pytest.raises(SystemExit) as exc:
+            run(["fit", str(data), *args, "--json", str(out), "--quiet"])
+        assert exc.value.code == 0, capsys.readouterr().err
+        rec = json.loads(out.read_text())
+        assert rec["n_classes"] == K and rec["selected"] in [m["name"] for m in rec["models"]]
+        assert all(m["converged"] for m in rec["models"])
+        if args[1] == "auto":
+            assert np.shape(rec["noise_estimate"]["T"]) == (K, K)

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_ITER",
     "PLL_LOSSES",
     "BACKENDS",
+    "INTERCEPT_SCALING",
     "check_lam",
     "check_in",
     "check_option",
@@ -117,6 +118,9 @@ MAX_ITER = Interval(1, None, closed="left", integer=True)
 PLL_LOSSES = ("gce", "two-hot")
 #: array backends of :func:`~selfdistill.fit_softmax`
 BACKENDS = ("numpy", "torch")
+#: value of the constant feature column that carries the intercept
+#: (:mod:`selfdistill.intercept`); the bias is penalised by ``(lam/2) b^2 / s^2``
+INTERCEPT_SCALING = Interval(0.0, 1e6, closed="right")
 
 
 def check_in(value: Any, interval: Interval, *, name: str) -> Any:

@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import (
+    INTERCEPT_SCALING,
     LAM,
     MAX_ITER,
     PLL_LOSSES,
@@ -24,6 +25,7 @@ from ._validation import (
 )
 from ._validation import Interval as _Range
 from .distill import NamedFit, _self_distill, chain_of, model_names, pll_applies
+from .intercept import add_intercept, linear_logits, split_weights
 from .issues import find_label_issues, label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
@@ -51,7 +53,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     student on its top-2 classes (``"pll"``). The default, ``"auto"``, chooses among
     the teacher, the SD rounds and the PLL student by cross-validation on the given
     labels, so on clean labels it predicts as well as the teacher. Every fit minimises
-    ``(1/N) sum_i loss_i + (lam/2) ||W||^2`` exactly (see :func:`~selfdistill.fit_softmax`).
+    ``(1/N) sum_i loss_i + (lam/2) (||W||^2 + ||b||^2 / intercept_scaling^2)`` exactly
+    (see :func:`~selfdistill.fit_softmax`; ``b = 0`` without intercept).
 
     Parameters
     ----------
@@ -87,6 +90,19 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         Candidates for ``lam="auto"``.
     random_state : int, RandomState or None, default=None
         Seeds the cross-validation folds (the fits themselves are deterministic).
+    fit_intercept : bool, default=True
+        Fit a bias per class, as liblinear does: a constant column of value
+        ``intercept_scaling`` is appended to the features (:mod:`selfdistill.intercept`),
+        so every fit, the cross-validation and the label issues see ``[X, s 1]``. The bias
+        is penalised with the weights (Notes). ``False`` gives the model of
+        docs/theory-derivation.md (no intercept): use it to compare with the theory, and
+        consider it when the PLL student is wanted or with thousands of classes of a few
+        rows each: the bias reproduces the targets' class averages, and PLL's top-2
+        targets pile runner-up mass onto a few classes (docs/pipeline.md, measured there).
+    intercept_scaling : float in (0, 1e6], default=1.0
+        Value ``s`` of the constant column. The bias ``b`` is penalised by
+        ``(lam/2) ||b||^2 / s^2``: a larger ``s`` penalises it less. Ignored when
+        ``fit_intercept=False``.
 
     Attributes
     ----------
@@ -94,6 +110,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     n_features_in_ : int
     coef_ : ndarray of shape (K, d)
         Weights of the predicting model (W in theory-derivation.md).
+    intercept_ : ndarray of shape (K,)
+        Its bias per class (zeros when ``fit_intercept=False``); the logits are
+        ``X @ coef_.T + intercept_``.
     lam_ : float
         The lam used (chosen one for ``lam="auto"``).
     selected_ : str
@@ -135,6 +154,13 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     theory-derivation.md §1-3: each student's outputs are its targets averaged over instances with
     correlated features; averaging removes instance-specific label noise first.
 
+    With ``fit_intercept=True`` the derivation applies to the augmented features
+    ``[X, s 1]``: their Gram matrix ``G = X X^T + s^2 1 1^T`` is the one the averaging
+    runs over. The fitted weights ``W~`` (K, d + 1) give ``coef_ = W~[:, :d]`` and
+    ``intercept_ = s W~[:, d]``, so the penalty ``(lam/2) ||W~||^2`` is
+    ``(lam/2) (||coef_||^2 + ||intercept_||^2 / s^2)``: unlike scikit-learn's
+    ``LogisticRegression`` (lbfgs), the bias is regularised, as in liblinear.
+
     Examples
     --------
     >>> from selfdistill.datasets import load_digits_dataset
@@ -159,6 +185,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         "cv": [Interval(Integral, 2, None, closed="left")],
         "lam_grid": ["array-like"],
         "random_state": ["random_state"],
+        "fit_intercept": ["boolean"],
+        "intercept_scaling": [_sk(INTERCEPT_SCALING)],
     }
 
     def __init__(
@@ -174,6 +202,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         cv=3,
         lam_grid=(1e-6, 1e-5, 1e-4),
         random_state=None,
+        fit_intercept=True,
+        intercept_scaling=1.0,
     ):
         self.lam = lam
         self.rounds = rounds
@@ -185,6 +215,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.lam_grid = lam_grid
         self.random_state = random_state
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -213,6 +245,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             )
         warn_single_example_classes(y_enc, self.classes_)
         warn_feature_scale(X)
+        self.features_sha256_ = features_sha256(X)
+        # the intercept as a constant column (liblinear's way): everything below fits,
+        # cross-validates and flags on the augmented features
+        X = add_intercept(X, float(self.intercept_scaling)) if self.fit_intercept else X
         mode = MODE_ALIASES.get(self.mode, self.mode)
         rounds = self.rounds if mode in ("sd", "auto") else 0
         pll = mode in ("pll", "auto") and pll_applies(K)
@@ -270,7 +306,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         if mode != "auto":
             self.selected_ = "pll" if pll else fits[-1].name if mode == "sd" else "teacher"
         chosen = by_name[self.selected_]
-        self.coef_ = chosen.W
+        self.coef_, self.intercept_ = (
+            split_weights(chosen.W, float(self.intercept_scaling)) if self.fit_intercept
+            else (chosen.W, np.zeros(K)))
         self.history_ = [f.to_dict() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
         if auto is not None:
@@ -282,11 +320,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             self.label_issues_, self.label_issue_scores_ = iss.indices, iss.scores
             sugg = iss.suggested
         else:
-            P = softmax(np.asarray(X, dtype=np.float64) @ self.coef_.T)
+            P = chosen.predict_proba(X)
             self.label_issues_, self.label_issue_scores_ = rank_label_issues(P, y_enc)
             sugg = np.argmax(P[self.label_issues_], axis=1)
         self.label_issue_suggestions_ = self.classes_[sugg]
-        self.features_sha256_ = features_sha256(X)
         return self
 
     def save(self, path):
@@ -308,21 +345,25 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         from .model_io import SavedModel, write_model
 
         check_is_fitted(self)
-        params = {k: (list(v) if isinstance(v, tuple) else v)
+        params = {k: (list(v) if isinstance(v, tuple)
+                      else v.item() if isinstance(v, np.generic) else v)
                   for k, v in self.get_params().items()}
         if not isinstance(params.get("random_state"), (int, type(None))):
             params["random_state"] = None
         return write_model(path, SavedModel(
-            W=self.coef_, classes=self.classes_, lam=self.lam_, model_name=self.selected_,
-            features_sha256=getattr(self, "features_sha256_", ""), params=params))
+            W=self.coef_, intercept=self.intercept_, classes=self.classes_, lam=self.lam_,
+            model_name=self.selected_, features_sha256=getattr(self, "features_sha256_", ""),
+            params=params))
 
     @classmethod
     def load(cls, path):
         """A fitted classifier from a model file (written by :meth:`save` or ``fit --model``).
 
-        Only what prediction needs is restored: ``coef_``, ``classes_``,
+        Only what prediction needs is restored: ``coef_``, ``intercept_``, ``classes_``,
         ``n_features_in_``, ``lam_``, ``selected_`` and the parameters; the training
-        history and label issues are not stored (``history_`` is empty).
+        history and label issues are not stored (``history_`` is empty). A file of
+        schema version 1 (written before intercepts existed) loads with
+        ``intercept_ = 0`` and ``fit_intercept=False``, the model it holds.
 
         Raises
         ------
@@ -335,9 +376,12 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         known = set(cls._get_param_names())
         params = {k: (tuple(v) if k == "lam_grid" else v)
                   for k, v in saved.params.items() if k in known}
+        if saved.schema_version < 2:  # fitted before intercepts existed: none
+            params.setdefault("fit_intercept", False)
         clf = cls(**params)
         clf.classes_ = saved.classes
         clf.coef_ = saved.W
+        clf.intercept_ = saved.intercept
         clf.n_features_in_ = saved.d
         clf.lam_ = saved.lam
         clf.selected_ = saved.model_name
@@ -347,18 +391,21 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         clf.cv_results_ = None
         return clf
 
-    def decision_function(self, X):
-        """Logits ``X W^T`` of the predicting model, shape (M, K) (or (M,) when K = 2)."""
+    def _logits(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        Z = np.asarray(X, dtype=np.float64) @ self.coef_.T
+        return linear_logits(np.asarray(X, dtype=np.float64), self.coef_, self.intercept_)
+
+    def decision_function(self, X):
+        """Logits ``X coef_^T + intercept_`` of the predicting model, shape (M, K) (or (M,)
+        when K = 2)."""
+        Z = self._logits(X)
         return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
 
     def predict_proba(self, X):
-        """Class probabilities ``softmax(X W^T)``, shape (M, K), columns in ``classes_``."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return softmax(np.asarray(X, dtype=np.float64) @ self.coef_.T)
+        """Class probabilities ``softmax(X coef_^T + intercept_)``, shape (M, K), columns in
+        ``classes_``."""
+        return softmax(self._logits(X))
 
     def predict(self, X):
         """Most probable class of each row, shape (M,)."""

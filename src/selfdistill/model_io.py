@@ -13,7 +13,10 @@ format             () str          ``"selfdistill-model"``
 schema_version     () int64        :data:`SCHEMA_VERSION` (files from a newer schema
                                    are refused)
 product_version    () str          ``selfdistill.__version__`` that wrote the file
-W                  (K, d) float64  weights; logits are ``X @ W.T``
+W                  (K, d) float64  weights (``coef_``); logits are ``X @ W.T + intercept``
+intercept          (K,) float64    bias of each class (``intercept_``; zeros for a model
+                                   fitted without one). Schema 2 on; a schema-1 file has
+                                   no intercept and loads with zeros
 classes            (K,) str/int    class of each row of W (``classes[argmax]``)
 lam                () float64      L2 strength the model was fitted with
 model_name         () str          ``teacher``, ``sd-t``, ``pll`` (``pruned-`` prefix
@@ -40,14 +43,20 @@ import numpy as np
 
 from ._errors import SelfDistillError
 
-__all__ = ["SavedModel", "SCHEMA_VERSION", "FORMAT", "write_model", "read_model", "load_model",
-           "features_sha256"]
+__all__ = ["SavedModel", "SCHEMA_VERSION", "OLDEST_SCHEMA_VERSION", "FORMAT", "write_model",
+           "read_model", "load_model", "features_sha256"]
 
-#: the schema this version writes and the newest it reads
-SCHEMA_VERSION = 1
+#: the schema this version writes and the newest it reads. 2 added ``intercept``: a
+#: reader of schema 1 would ignore it and predict other probabilities, so it must refuse
+#: the file (and does: it reads version 1 only).
+SCHEMA_VERSION = 2
+#: the oldest schema this version reads
+OLDEST_SCHEMA_VERSION = 1
 FORMAT = "selfdistill-model"
 _KEYS = ("format", "schema_version", "product_version", "W", "classes", "lam", "model_name",
          "d", "features_sha256", "embedding_model", "params")
+#: keys added by a schema version (required from that version on)
+_KEYS_SINCE = {2: ("intercept",)}
 
 
 def features_sha256(X: np.ndarray) -> str:
@@ -77,7 +86,7 @@ class SavedModel:
     Attributes
     ----------
     W : ndarray of shape (K, d)
-        Weights; class probabilities are ``softmax(X @ W.T)``.
+        Weights; class probabilities are ``softmax(X @ W.T + intercept)``.
     classes : ndarray of shape (K,)
         Class names (str) or values (int), one per row of ``W``.
     lam : float
@@ -90,6 +99,9 @@ class SavedModel:
         Estimator parameters (``{}`` for a model written by the command line).
     product_version : str
     schema_version : int
+    intercept : ndarray of shape (K,) or None
+        Bias of each class (:mod:`selfdistill.intercept`); None (the default) is read as
+        zeros, a model without intercept.
     """
 
     W: np.ndarray
@@ -101,6 +113,12 @@ class SavedModel:
     params: dict[str, Any] = field(default_factory=dict)
     product_version: str = ""
     schema_version: int = SCHEMA_VERSION
+    intercept: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        b = (np.zeros(self.W.shape[0]) if self.intercept is None
+             else np.asarray(self.intercept, dtype=np.float64))
+        object.__setattr__(self, "intercept", b)
 
     @property
     def d(self) -> int:
@@ -113,14 +131,14 @@ class SavedModel:
         return int(self.W.shape[0])
 
     def logits(self, X: np.ndarray) -> np.ndarray:
-        """``X @ W.T`` (M, K), computed in ``X``'s float dtype (as ``fit`` evaluates)."""
-        X = np.asarray(X)
-        if X.dtype.kind != "f":
-            X = X.astype(np.float64)
-        return X @ self.W.T.astype(X.dtype, copy=False)
+        """``X @ W.T + intercept`` (M, K), computed in ``X``'s float dtype (as ``fit``
+        evaluates: :func:`~selfdistill.intercept.linear_logits`)."""
+        from .intercept import linear_logits
+
+        return linear_logits(X, self.W, self.intercept)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """``softmax(X @ W.T)``, shape (M, K), float64."""
+        """``softmax(X @ W.T + intercept)``, shape (M, K), float64."""
         from .losses import softmax
 
         return softmax(self.logits(X).astype(np.float64))
@@ -157,6 +175,7 @@ def write_model(path: str | Path, model: SavedModel) -> Path:
         "schema_version": np.array(SCHEMA_VERSION, dtype=np.int64),
         "product_version": np.array(__version__),
         "W": np.asarray(model.W, dtype=np.float64),
+        "intercept": np.asarray(model.intercept, dtype=np.float64),
         "classes": classes,
         "lam": np.array(float(model.lam)),
         "model_name": np.array(str(model.model_name)),
@@ -212,14 +231,16 @@ def read_model(path: str | Path) -> SavedModel:
     if fmt != FORMAT:
         raise SelfDistillError(f"{where} is not a selfdistill model file (format {fmt!r})")
     version = _scalar(arrays, "schema_version", "iu", where)
-    if version != SCHEMA_VERSION:
+    if not OLDEST_SCHEMA_VERSION <= version <= SCHEMA_VERSION:
         from . import __version__
 
         raise SelfDistillError(
             f"{where} has model schema version {version}; selfdistill {__version__} reads "
-            f"version {SCHEMA_VERSION} only" + (" (upgrade selfdistill)"
-                                                if version > SCHEMA_VERSION else ""))
-    missing = [k for k in _KEYS if k not in arrays]
+            f"versions {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}"
+            + (" (upgrade selfdistill)" if version > SCHEMA_VERSION else ""))
+    required = _KEYS + tuple(k for v, keys in _KEYS_SINCE.items() if version >= v
+                             for k in keys)
+    missing = [k for k in required if k not in arrays]
     if missing:
         raise SelfDistillError(f"model file {where} lacks key(s) {', '.join(missing)}")
     W = arrays["W"]
@@ -235,6 +256,16 @@ def read_model(path: str | Path) -> SavedModel:
     if W.shape[0] < 2 or len(np.unique(classes)) != len(classes):
         raise SelfDistillError(f"classes in model file {where} must be at least 2 distinct "
                                "names")
+    intercept = None
+    if "intercept" in required:
+        intercept = arrays["intercept"]
+        if intercept.shape != (W.shape[0],) or intercept.dtype.kind != "f":
+            raise SelfDistillError(f"intercept in model file {where} must be {W.shape[0]} "
+                                   f"floats (one per row of W), got shape {intercept.shape}, "
+                                   f"dtype {intercept.dtype}")
+        if not np.all(np.isfinite(intercept)):
+            raise SelfDistillError(f"intercept in model file {where} contains NaN or inf "
+                                   "values")
     d = _scalar(arrays, "d", "iu", where)
     if d != W.shape[1]:
         raise SelfDistillError(f"model file {where} says d={d} but W has {W.shape[1]} "
@@ -255,7 +286,7 @@ def read_model(path: str | Path) -> SavedModel:
         features_sha256=str(_scalar(arrays, "features_sha256", "U", where)),
         embedding_model=str(_scalar(arrays, "embedding_model", "U", where)),
         params=params, product_version=str(_scalar(arrays, "product_version", "U", where)),
-        schema_version=int(version))
+        schema_version=int(version), intercept=intercept)
 
 
 def load_model(path: str | Path):

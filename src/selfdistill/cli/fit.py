@@ -96,6 +96,11 @@ def fit(
     pll: bool = typer.Option(True, "--pll/--no-pll", help="Also fit the top-2 PLL student."),
     q: float = typer.Option(0.7, min=Q.lo, max=Q.hi, help=f"GCE exponent of the PLL loss, in {Q}."),
     pll_loss: str = typer.Option("gce", help=f"PLL loss: {' or '.join(PLL_LOSSES)}."),
+    intercept: bool = typer.Option(True, "--intercept/--no-intercept",
+                                   help="Fit a bias per class (a constant feature column of "
+                                   "1, penalised with the weights); --no-intercept is the "
+                                   "model of docs/theory-derivation.md and can suit PLL "
+                                   "(docs/pipeline.md)."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
     lam_grid: str = typer.Option("1e-6,1e-5,1e-4", "--lam-grid",
@@ -172,7 +177,7 @@ def fit(
             result = run_pipeline(
                 ds, noise=spec, noise_seed=noise_seed, lam=lam_v, rounds=rounds, pll=pll,
                 pll_loss=pll_loss, q=q, select=select, issues=want_issues, lam_grid=grid,
-                n_splits=cv, max_iter=max_iter,
+                n_splits=cv, max_iter=max_iter, fit_intercept=intercept,
                 progress=lambda name, d, t: update(d, t, _phase(name)),
             )
             widened = (result.lam_selection or {}).get("widened") or []
@@ -208,7 +213,8 @@ def fit(
     record = result.to_record()
     title = (f"{record['dataset']}: N={record['n_train']}, K={record['n_classes']}, "
              f"noise {record['noise']['kind']} {record['noise']['realized_rate']:.3f} "
-             f"(seed {noise_seed}), lam={record['lam']:g}; * = selected")
+             f"(seed {noise_seed}), lam={record['lam']:g}"
+             f"{'' if record['fit_intercept'] else ', no intercept'}; * = selected")
     console.print(models_table(record, title))
     if result.noise_estimate is not None:
         console.print(noise_table(result, ds.classes))

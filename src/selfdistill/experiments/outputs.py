@@ -12,7 +12,6 @@ import numpy as np
 from .._errors import SelfDistillError
 from ..datasets import Dataset
 from ..issues import label_scores
-from ..losses import softmax
 from ..model_io import SavedModel, write_model
 from .runner import RunResult
 
@@ -54,8 +53,7 @@ def relabel_rows(result: RunResult, ds: Dataset, texts: list[str] | None = None)
     if result.oof_proba is not None:
         P, source = result.oof_proba, "out-of-fold"
     else:
-        X = np.asarray(ds.X_train, dtype=np.float64)
-        P, source = softmax(X @ result.selected_fit.W.T), "in-sample"
+        P, source = result.predict_proba(ds.X_train), "in-sample"
     N = len(y)
     flag = np.zeros(N, dtype=np.int8)
     sugg = np.argmax(P, axis=1)
@@ -124,7 +122,8 @@ def pick_model(result: RunResult, name: str | None) -> str:
 def save_run_model(path: str | Path, result: RunResult, ds: Dataset, *, name: str,
                    features_sha256: str = "", embedding_model: str = "") -> SavedModel:
     """Write the final model ``name`` of a run as a model file; return what was written."""
-    model = SavedModel(W=result.fit_named(name).W, classes=ds.classes.astype(str),
+    coef, intercept = result.weights(name)
+    model = SavedModel(W=coef, intercept=intercept, classes=ds.classes.astype(str),
                        lam=result.lam, model_name=name, features_sha256=features_sha256,
                        embedding_model=embedding_model)
     write_model(path, model)

@@ -14,18 +14,35 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError
+from .._validation import INTERCEPT_SCALING, check_in
 from ..datasets import Dataset
 from ..distill import NamedFit, self_distill
+from ..intercept import add_intercept, linear_logits, split_weights
 from ..issues import LabelIssues, NoiseEstimate
+from ..losses import softmax
 from ..model_selection import CV_TOL, DEFAULT_LAM_GRID, cross_validate_pipeline
 from ..noise import NoiseSpec, realized_rate
 from ..solvers import SpectralBasis
 
-__all__ = ["run_pipeline", "run_experiment", "RunResult", "evaluate_models", "given_labels"]
+__all__ = ["run_pipeline", "run_experiment", "RunResult", "evaluate_models", "given_labels",
+           "weights_of"]
 
 
 def _acc(pred: np.ndarray, truth: np.ndarray) -> float | None:
     return float(np.mean(pred == truth)) if truth.size else None
+
+
+def weights_of(nf: NamedFit, intercept_scaling: float | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(coef (K, d), intercept (K,))`` of a fitted model.
+
+    ``intercept_scaling`` is the value of the constant column the model was fitted with
+    (:func:`~selfdistill.intercept.add_intercept`), or None when it was fitted without
+    intercept (the intercept is then zeros).
+    """
+    if intercept_scaling is None:
+        return nf.W, np.zeros(nf.W.shape[0])
+    return split_weights(nf.W, intercept_scaling)
 
 
 def evaluate_models(
@@ -33,23 +50,28 @@ def evaluate_models(
     ds: Dataset,
     y_given: np.ndarray,
     y_clean: np.ndarray | None,
+    *,
+    intercept_scaling: float | None = None,
 ) -> list[dict[str, Any]]:
     """spec.md ``models`` records: test accuracy, clean train accuracy, noisy-subset accuracy.
 
     ``noisy_subset_acc`` is the accuracy against the clean labels on the training rows
     whose given label is wrong (how many wrong labels the model fixed); ``None``
-    without clean labels or when no label is wrong.
+    without clean labels or when no label is wrong. The fits were made on ``ds``'s
+    features with a constant column of value ``intercept_scaling`` appended (None: no
+    column); the logits are :func:`~selfdistill.intercept.linear_logits`, as
+    ``predict`` computes them.
     """
     out = []
     X = ds.X_train
     noisy = None if y_clean is None else (y_given != y_clean)
     for nf in fits:
-        pred_tr = np.argmax(X @ nf.W.T.astype(X.dtype, copy=False), axis=1)
+        coef, b = weights_of(nf, intercept_scaling)
+        pred_tr = np.argmax(linear_logits(X, coef, b), axis=1)
         rec: dict[str, Any] = {"name": nf.name}
         rec["test_acc"] = (
             None if ds.X_test is None
-            else _acc(np.argmax(ds.X_test @ nf.W.T.astype(ds.X_test.dtype, copy=False), 1),
-                      ds.y_test)
+            else _acc(np.argmax(linear_logits(ds.X_test, coef, b), axis=1), ds.y_test)
         )
         truth = y_given if y_clean is None else y_clean
         rec["train_acc_true"] = _acc(pred_tr, truth)
@@ -131,6 +153,10 @@ class RunResult:
     pll_loss : str
     q : float
     seconds : float
+    intercept_scaling : float or None
+        Value of the constant feature column the models were fitted with
+        (:mod:`selfdistill.intercept`); None: fitted without intercept. The fits' ``W``
+        then has d + 1 columns; :meth:`weights` splits them.
     """
 
     dataset: str
@@ -155,6 +181,7 @@ class RunResult:
     oof_proba: np.ndarray | None = None
     issues: LabelIssues | None = None
     noise_estimate: NoiseEstimate | None = None
+    intercept_scaling: float | None = None
 
     def fit_named(self, name: str) -> NamedFit:
         """The final model called ``name``."""
@@ -162,6 +189,17 @@ class RunResult:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    def weights(self, name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(coef (K, d), intercept (K,))`` of the final model ``name`` (default: the
+        selected one)."""
+        return weights_of(self.fit_named(self.selected if name is None else name),
+                          self.intercept_scaling)
+
+    def predict_proba(self, X: np.ndarray, name: str | None = None) -> np.ndarray:
+        """``softmax(X coef^T + intercept)`` (M, K) of the final model ``name`` (default:
+        the selected one) on features ``X`` (M, d) as the dataset holds them."""
+        return softmax(linear_logits(np.asarray(X, dtype=np.float64), *self.weights(name)))
 
     @property
     def selected_fit(self) -> NamedFit:
@@ -186,6 +224,7 @@ class RunResult:
             "lam_selection": self.lam_selection,
             "pll_loss": self.pll_loss,
             "q": self.q,
+            "fit_intercept": self.intercept_scaling is not None,
             "models": self.models,
             "selected": self.selected,
             "seconds": self.seconds,
@@ -216,6 +255,8 @@ def run_pipeline(
     max_iter: int = 2000,
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    fit_intercept: bool = False,
+    intercept_scaling: float = 1.0,
 ) -> RunResult:
     """Run one pipeline: noise -> (cross-validation) -> final fits -> records, issues.
 
@@ -247,8 +288,18 @@ def run_pipeline(
         Iteration cap of each final fit.
     tol : float, default=1e-6
     basis : SpectralBasis, optional
-        Precomputed basis of ``ds.X_train`` (reused across grid points).
+        Precomputed basis of the fitted features, ``ds.X_train`` (with the intercept's
+        column when ``fit_intercept``), reused across grid points.
     progress : callable ``(stage, done, total)``, optional
+    fit_intercept : bool, default=False
+        Fit a bias per class: a constant column of value ``intercept_scaling`` is
+        appended to ``ds``'s features for every fit, cross-validation included
+        (:mod:`selfdistill.intercept`; the bias is penalised by
+        ``(lam/2) ||b||^2 / intercept_scaling^2``). Off by default, the setting of
+        docs/theory-derivation.md, which sweeps and the demo compare with; ``selfdistill fit``
+        turns it on (``--intercept``).
+    intercept_scaling : float, default=1.0
+        In ``(0, 1e6]``.
 
     Returns
     -------
@@ -258,6 +309,8 @@ def run_pipeline(
     from ..model_selection import resolve_auto
 
     t0 = time.perf_counter()
+    scaling = (check_in(intercept_scaling, INTERCEPT_SCALING, name="intercept_scaling")
+               if fit_intercept else None)
     spec = NoiseSpec.parse(noise)
     K = ds.n_classes
     clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
@@ -269,7 +322,7 @@ def run_pipeline(
         kind = spec.kind
         rate_req = (spec.rate if spec.kind != "custom"
                     else float(np.mean(1 - np.diag(T_used)[clean])))
-    X = ds.X_train
+    X = ds.X_train if scaling is None else add_intercept(ds.X_train, scaling)
     cv_progress = (lambda d, t: progress("cv", d, t)) if progress else None
     lam_selection = oof = train_rows = cv_scores = teacher_W = None
     if isinstance(lam, str):
@@ -308,7 +361,7 @@ def run_pipeline(
         fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
     if selected is None:
         selected = fits[-1].name
-    models = evaluate_models(fits, ds, y_given, clean)
+    models = evaluate_models(fits, ds, y_given, clean, intercept_scaling=scaling)
     if cv_scores is not None:
         for rec in models:
             if rec["name"] in cv_scores:
@@ -327,7 +380,7 @@ def run_pipeline(
         realized_rate=realized_rate(y_given, clean), T_used=T_used, y_given=y_given,
         lam=lam_value, lam_selection=lam_selection, fits=fits, models=models,
         selected=selected, pll_loss=pll_loss, q=q, seconds=time.perf_counter() - t0,
-        oof_proba=oof, issues=found, noise_estimate=est)
+        oof_proba=oof, issues=found, noise_estimate=est, intercept_scaling=scaling)
 
 
 def run_experiment(
