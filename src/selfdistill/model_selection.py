@@ -395,6 +395,9 @@ AUTO_BASIS_CACHE_BYTES = 2 * 1024**3
 #: Flag rule (:func:`~selfdistill.issues.flag_mask`) of the cleaning pass's first, precise
 #: set, cut from the screening teacher's out-of-fold probabilities.
 AUTO_FIRST_CUT = "cells"
+#: The screen moves to the next lam only when both its accuracy on the given labels and
+#: the clean accuracy implied by its own noise estimate improve (False: the former only).
+AUTO_SCREEN_GUARD = True
 #: Flag rule of the rows the refine folds and the final fits leave out.
 AUTO_KEEP_CUT = "pooled"
 
@@ -572,6 +575,23 @@ def noise_inverse(T: np.ndarray) -> np.ndarray:
 _RCOND = 1e-12
 
 
+def _self_corrected_of(y: np.ndarray) -> Callable[[np.ndarray], float]:
+    """Scorer: the clean accuracy implied by ``P``'s held-out confusion and the noise
+    matrix estimated from the same ``P`` (:func:`corrected_accuracy`)."""
+    from .issues import estimate_noise
+
+    def scorer(P: np.ndarray) -> float:
+        T_inv = noise_inverse(estimate_noise(P, y).T)
+        return corrected_accuracy(P.argmax(axis=1), y, T_inv)
+
+    return scorer
+
+
+def _given_accuracy(y: np.ndarray) -> Callable[[np.ndarray], float]:
+    """Scorer: accuracy of ``P``'s top class on the given labels."""
+    return lambda P: float(np.mean(P.argmax(axis=1) == y))
+
+
 def resolve_auto(
     X: np.ndarray,
     y: np.ndarray,
@@ -704,16 +724,32 @@ def resolve_auto(
 
     def lam_path(rows_of: Callable, lams_: list[float], W_start: list | None,
                  scorer: Callable[[np.ndarray], float], stage: str, prefix: str,
-                 n_rounds: int, widen_down: bool = True):
+                 n_rounds: int, widen_down: bool = True,
+                 guard: Callable[[np.ndarray], float] | None = None):
         """Walk ``lams_`` (descending), each fold warm-started from the previous lam,
-        until the best score of a lam first drops. The grid widens itself: when the
-        first lam is the best, larger ones (x10) are tried, and when the last one still
-        improves, smaller ones (/10), while the score improves (at most
-        ``AUTO_WIDEN`` steps each way, inside the lam range)."""
+        until the best score of a lam first drops (or, with ``guard``, the guard's value
+        of the teacher's out-of-fold probabilities drops: a step must improve both). The
+        grid widens itself: when the first lam is the best, larger ones (x10) are tried,
+        and when the last one still improves, smaller ones (/10), while the score
+        improves (at most ``AUTO_WIDEN`` steps each way, inside the lam range)."""
+        g_of = {}
+
+        def worse(cur, best) -> bool:
+            if cur[1] <= best[1]:
+                return True
+            if guard is None:
+                return False
+            for c in (cur, best):
+                if c[0] not in g_of:
+                    g_of[c[0]] = guard(c[2]["teacher"])
+                    path.append({"stage": stage + "-guard", "lam": c[0], "model": "teacher",
+                                 "score": g_of[c[0]]})
+            return g_of[cur[0]] <= g_of[best[0]]
+
         best, W_prev, dropped = None, W_start, False
         for lam in lams_:
             cur = at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds)
-            if best is not None and cur[1] <= best[1]:
+            if best is not None and worse(cur, best):
                 dropped = True
                 break
             best, W_prev = cur, cur[4]
@@ -727,7 +763,7 @@ def resolve_auto(
                 cur = at(lam, rows_of, best[4], scorer, stage, prefix, n_rounds)
                 if lam not in widened:
                     widened.append(lam)
-                if cur[1] <= best[1]:
+                if worse(cur, best):
                     break
                 best = cur
         return best
@@ -735,12 +771,14 @@ def resolve_auto(
     path: list[dict] = []
     widened: list[float] = []
 
-    # 1. screen: the teacher, scored by accuracy on the given labels (noise not known yet)
+    # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its
+    #    own out-of-fold probabilities imply (their noise estimate), or by accuracy on the
+    #    given labels
     lam_screen, _, Ps, _, W_screen = lam_path(
-        lambda tr: tr, grid, None, lambda P: float(np.mean(P.argmax(axis=1) == y)),
-        "screen", "", 0)
+        lambda tr: tr, grid, None, _given_accuracy(y), "screen", "", 0,
+        guard=_self_corrected_of(y) if AUTO_SCREEN_GUARD else None)
     P_screen = Ps["teacher"]
-    screen_scores = {p["lam"]: p["score"] for p in path}
+    screen_scores = {p["lam"]: p["score"] for p in path if p["stage"] == "screen"}
     keep = ~flag_mask(P_screen, y, rule=AUTO_FIRST_CUT)
     if AUTO_CLEAN_PASS and not keep.all():
         # one cleaning pass: the screening teacher refitted (warm) on the folds minus the
