@@ -614,8 +614,10 @@ def resolve_auto(
 
     1. **Screen.** The teacher along the lam path, largest lam first, each fold
        warm-started from the previous lam; the path stops at the first lam whose
-       out-of-fold accuracy on the given labels drops, and widens past the grid's edges
-       (``AUTO_WIDEN``) when its best is there.
+       out-of-fold accuracy on the given labels drops or whose self-corrected score
+       (:func:`corrected_accuracy` with the noise estimated from its own out-of-fold
+       probabilities) drops, and widens past the grid's edges (``AUTO_WIDEN``) when its
+       best is there.
     2. **Clean.** The screen's out-of-fold probabilities flag a precise set
        (:func:`~selfdistill.issues.flag_mask` ``rule="cells"``); the screening teacher
        refitted on the folds minus that set gives out-of-fold probabilities whose pooled
