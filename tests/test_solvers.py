@@ -9,9 +9,9 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from selfdistill import SelfDistillError
+from selfdistill import SelfDistillError, solvers
 from selfdistill.datasets import load_banking77
-from selfdistill.losses import hvp, loss_grad, objective
+from selfdistill.losses import hvp, logit_loss_grad, loss_grad, objective
 from selfdistill.solvers import SpectralBasis, fit_softmax, one_hot
 
 pytestmark = pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
@@ -349,3 +349,81 @@ def test_basis_without_rotation_serves_both_paths(digits):
     W_s1, _ = fit_softmax(X, y, lam=1e-3, basis=bare, low_memory=True)
     W_s2, _ = fit_softmax(X, y, lam=1e-3, basis=full, low_memory=True)
     np.testing.assert_array_equal(W_s1, W_s2)
+
+
+class _ReferenceOps(solvers._NumpyOps):
+    """The stored path's trials written plainly: new arrays every time, nothing handed
+    back (the reference for the fused, pooled code). Same row blocks, with their sums
+    added in the same order: a different summation order alone moves a tol=1e-6 fit's
+    W by ~1e-7 relative."""
+
+    def trial(self, Z, Zd, t):
+        Zt, dZ = np.empty_like(Z), np.empty_like(Z)
+        parts = []
+        for sl in self.blocks:
+            Zt[sl] = Z[sl] + t * Zd[sl]
+            v, dZ[sl] = logit_loss_grad(Zt[sl], self.T[sl], self.q, n_total=self.N)
+            parts.append((v, float(np.vdot(dZ[sl], Zd[sl]))))
+        return sum(p[0] for p in parts), sum(p[1] for p in parts), dZ, Zt
+
+    def direction_trial(self, Z, d, t):
+        Zd = self.direction(d)
+        return Zd, self.trial(Z, Zd, t)
+
+    def release(self, Zt, dZ):
+        pass
+
+
+@pytest.mark.parametrize("case", ["labels", "soft", "gce"])
+def test_fused_trials_match_a_plain_reference(digits, monkeypatch, case):
+    X, y = digits.X_train, digits.y_train
+    T = one_hot(y, 10)
+    kw = {"q": 0.7} if case == "gce" else {}
+    if case == "soft":
+        T = 0.8 * T + 0.02
+    basis = SpectralBasis.from_features(X)
+    D = solvers._preconditioner(basis.s2, X.shape[0], 10, 1e-3)
+    rng = np.random.default_rng(0)
+    ops = solvers._NumpyOps(basis.XV, 1.0 / np.sqrt(D), T, kw.get("q", 0.0), None, 3)
+    ref = _ReferenceOps(basis.XV, 1.0 / np.sqrt(D), T, kw.get("q", 0.0), None, 3)
+    Z = rng.standard_normal((X.shape[0], 10))
+    d = rng.standard_normal((10, basis.XV.shape[1]))
+    Zd, first = ops.direction_trial(Z, d, 1.0)
+    for t, got in [(1.0, first), (0.3, ops.trial(Z, Zd, 0.3))]:
+        want = ref.trial(Z, ref.direction(d), t)
+        assert got[0] == pytest.approx(want[0], rel=1e-12)
+        assert got[1] == pytest.approx(want[1], rel=1e-12)
+        np.testing.assert_allclose(got[2], want[2], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got[3], want[3], rtol=1e-15)
+        ops.release(got[3], got[2])
+    # whole fits: the same minimiser, within 1e-10 relative
+    W, info = fit_softmax(X, T, lam=1e-3, **kw)
+    monkeypatch.setattr(solvers, "_NumpyOps", _ReferenceOps)
+    W_ref, info_ref = fit_softmax(X, T, lam=1e-3, **kw)
+    assert info.objective == pytest.approx(info_ref.objective, rel=1e-10)
+    np.testing.assert_allclose(W, W_ref, rtol=0, atol=1e-10 * np.abs(W_ref).max())
+
+
+def test_trial_buffers_are_reused_and_stay_few(digits, monkeypatch):
+    """Rejected trials and old points hand their (N, K) pair back: at most three pairs
+    ever exist (point, best trial, trial under way), and reusing them changes no bit."""
+    X, y = digits.X_train, digits.y_train
+    made = []
+    take = solvers._NumpyOps._take
+
+    def counting_take(self):
+        n_free = len(self._free)
+        pair = take(self)
+        if not n_free:
+            made.append(pair)
+        return pair
+
+    monkeypatch.setattr(solvers._NumpyOps, "_take", counting_take)
+    fits = [fit_softmax(X, y, lam=lam, q=q) for lam, q in [(1e-3, 0.0), (1e-5, 0.0), (1e-4, 0.7)]]
+    assert sum(info.nfev for _, info in fits) > 3 * len(fits) + 100
+    assert len(made) <= 3 * len(fits)
+    monkeypatch.setattr(solvers._NumpyOps, "release", lambda self, Zt, dZ: None)
+    for (W, info), (lam, q) in zip(fits, [(1e-3, 0.0), (1e-5, 0.0), (1e-4, 0.7)]):
+        W_new, info_new = fit_softmax(X, y, lam=lam, q=q)
+        assert info_new.objective == info.objective
+        np.testing.assert_array_equal(W_new, W)

@@ -84,6 +84,14 @@ class TorchOps:
         value, dZ = self._loss(Zt)
         return value, float((dZ * Zd).sum()), dZ, Zt
 
+    def direction_trial(self, Z, d: np.ndarray, t: float):
+        """``(direction(d), trial(Z, Zd, t))``, the driver's first trial of a step."""
+        Zd = self.direction(d)
+        return Zd, self.trial(Z, Zd, t)
+
+    def release(self, Zt, dZ) -> None:
+        """Nothing to reuse: torch's caching allocator recycles the tensors."""
+
     def grad_change(self, dZ_new, dZ_old) -> np.ndarray:
         """``(dZ_new - dZ_old)^T Xs`` (K, r), float32 matmul."""
         diff = (dZ_new - dZ_old).to(self.torch.float32)

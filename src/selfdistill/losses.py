@@ -49,7 +49,8 @@ def softmax(Z: np.ndarray) -> np.ndarray:
 
 
 def logit_loss_grad(
-    Z: np.ndarray, T: np.ndarray, q: float = 0.0, n_total: int | None = None
+    Z: np.ndarray, T: np.ndarray, q: float = 0.0, n_total: int | None = None,
+    out: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Data term ``(1/N) sum_i sum_k T_ik ell(P_ik)`` and its gradient in the logits.
 
@@ -64,13 +65,18 @@ def logit_loss_grad(
     n_total : int, optional
         The N to divide by (default ``Z.shape[0]``); a block of rows passes the full N
         so that the blocks' values and gradients add up to the whole.
+    out : ndarray of shape (N, K), optional
+        Where to write ``dZ`` (dtype of ``Z``, not overlapping ``Z`` or ``T``); the
+        solver passes buffers it reuses across line-search trials. Same numbers as
+        without it.
 
     Returns
     -------
     value : float
         Accumulated in float64.
     dZ : ndarray of shape (N, K)
-        Gradient of the value with respect to ``Z`` (a new array, dtype of ``Z``).
+        Gradient of the value with respect to ``Z`` (``out``, or a new array of the
+        dtype of ``Z``).
 
     Notes
     -----
@@ -87,7 +93,7 @@ def logit_loss_grad(
     """
     N = Z.shape[0] if n_total is None else n_total
     m = Z.max(axis=1, keepdims=True)
-    E = np.subtract(Z, m)
+    E = np.subtract(Z, m, out=out)
     np.exp(E, out=E)
     s = E.sum(axis=1, keepdims=True)
     E /= s  # E is now P

@@ -264,12 +264,31 @@ class _NumpyOps:
         self.pool = pool
         bounds = np.linspace(0, N, n_blocks + 1).astype(int)
         self.blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        self._free: list[tuple[np.ndarray, np.ndarray]] = []  # see release()
+        self._Zd: np.ndarray | None = None  # see direction_trial()
         self.Xs32 = np.empty(XV.shape, dtype=np.float32)
         self._map(lambda sl: np.multiply(XV[sl], dinv_sqrt, out=self.Xs32[sl],
                                          casting="same_kind"))
 
     def _map(self, fn):
         return _map_blocks(self.pool, fn, self.blocks)
+
+    def _take(self) -> tuple[np.ndarray, np.ndarray]:
+        """An (N, K) float64 pair ``(Zt, dZ)`` for a trial or refresh: a released one
+        when there is one, else new. Its contents are overwritten."""
+        if self._free:
+            return self._free.pop()
+        shape = (self.N, self.T.shape[1])
+        return np.empty(shape), np.empty(shape)
+
+    def release(self, Zt, dZ) -> None:
+        """Hand back the logits and logit gradient of a trial or refresh nobody holds any
+        more (a rejected trial, the previous point): the next trial writes into them.
+
+        The pool stays small: the driver holds at most the current point, the line
+        search's best trial and the trial under way, so at most three pairs exist.
+        """
+        self._free.append((Zt, dZ))
 
     def direction(self, d: np.ndarray) -> np.ndarray:
         """``Xs d^T`` (N, K) in float64 from a float32 matmul."""
@@ -282,19 +301,40 @@ class _NumpyOps:
         self._map(work)
         return out
 
-    def trial(self, Z, Zd, t):
-        """Logits ``Z + t Zd``, data value, ``dZ`` and the slope ``<dZ, Zd>`` there."""
-        Zt = np.empty_like(Z)
-        dZ = np.empty_like(Z)
-
-        def work(sl):
+    def _trial_block(self, sl, Z, Zd, t, Zt, dZ):
+        """One row block of :meth:`trial`: ``Zt = Z + t Zd``, loss, ``dZ``, slope."""
+        if t == 1.0:  # t * Zd is Zd exactly: one pass fewer, the same bits
+            np.add(Zd[sl], Z[sl], out=Zt[sl])
+        else:
             np.multiply(Zd[sl], t, out=Zt[sl])
             Zt[sl] += Z[sl]
-            v, dZ[sl] = logit_loss_grad(Zt[sl], self.T[sl], self.q, n_total=self.N)
-            return v, float(np.vdot(dZ[sl].ravel(), Zd[sl].ravel()))
+        v, _ = logit_loss_grad(Zt[sl], self.T[sl], self.q, n_total=self.N, out=dZ[sl])
+        return v, float(np.vdot(dZ[sl].ravel(), Zd[sl].ravel()))
+
+    def trial(self, Z, Zd, t):
+        """Logits ``Z + t Zd``, data value, ``dZ`` and the slope ``<dZ, Zd>`` there.
+
+        ``dZ`` and the logits are written into a pair from :meth:`release` when one is
+        free (no N x K allocation per trial)."""
+        Zt, dZ = self._take()
+        parts = self._map(lambda sl: self._trial_block(sl, Z, Zd, t, Zt, dZ))
+        return sum(p[0] for p in parts), sum(p[1] for p in parts), dZ, Zt
+
+    def direction_trial(self, Z, d, t):
+        """``(direction(d), trial(Z, Zd, t))`` in one pass over the row blocks: each
+        block's trial runs right after its matmul, while its logits are in cache."""
+        d32 = np.ascontiguousarray(d, dtype=np.float32).T
+        if self._Zd is None:  # one direction is alive at a time: its logits reuse a buffer
+            self._Zd = np.empty((self.N, d.shape[0]))
+        Zd = self._Zd
+        Zt, dZ = self._take()
+
+        def work(sl):
+            Zd[sl] = self.Xs32[sl] @ d32
+            return self._trial_block(sl, Z, Zd, t, Zt, dZ)
 
         parts = self._map(work)
-        return sum(p[0] for p in parts), sum(p[1] for p in parts), dZ, Zt
+        return Zd, (sum(p[0] for p in parts), sum(p[1] for p in parts), dZ, Zt)
 
     def grad_change(self, dZ_new: np.ndarray, dZ_old: np.ndarray) -> np.ndarray:
         """``(dZ_new - dZ_old)^T Xs`` (K, r) from float32 matmuls."""
@@ -311,12 +351,11 @@ class _NumpyOps:
     def refresh(self, C: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
         """Exact float64 ``Z``, data value, ``dZ`` and data gradient ``dZ^T Xs`` at ``C``."""
         Bt = (C * self.dinv_sqrt).T
-        Z = np.empty((self.N, C.shape[0]))
-        dZ = np.empty_like(Z)
+        Z, dZ = self._take()
 
         def work(sl):
             Z[sl] = self.XV[sl] @ Bt
-            v, dZ[sl] = logit_loss_grad(Z[sl], self.T[sl], self.q, n_total=self.N)
+            v, _ = logit_loss_grad(Z[sl], self.T[sl], self.q, n_total=self.N, out=dZ[sl])
             return v, dZ[sl].T @ self.XV[sl]
 
         parts = self._map(work)
@@ -430,6 +469,13 @@ class _StreamingOps:
     def direction(self, d: np.ndarray) -> np.ndarray:
         """The direction itself: its logits are recomputed in every trial."""
         return d
+
+    def direction_trial(self, Z: _Point, d: np.ndarray, t: float):
+        """``(direction(d), trial(Z, d, t))``, as :meth:`_NumpyOps.direction_trial`."""
+        return d, self.trial(Z, d, t)
+
+    def release(self, Zt, dZ) -> None:
+        """Nothing to hand back: no N x K buffers (see :meth:`_NumpyOps.release`)."""
 
     def trial(self, Z: _Point, Zd: np.ndarray, t: float):
         """Data value, slope ``<dZ, X_s d^T>``, gradient change and point at ``C + t d``."""
@@ -575,21 +621,24 @@ def _preconditioner(s2: np.ndarray, N: int, K: int, lam: float) -> np.ndarray:
     return lam * np.sqrt(1.0 + s2 / (K * N * lam))
 
 
-def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
+def _line_search(ops, Z, Zd, first, C, d, pen, f, slope0, data_f, max_trials=20):
     """Step ``t`` along ``d`` meeting the strong Wolfe conditions (c1=1e-4, c2=0.9).
 
     Every trial costs only N x K element-wise work: the logits move as ``Z + t Zd``.
+    ``first`` is the trial at ``t = 1``, ``ops.trial(Z, Zd, 1.0)``, which the caller
+    computed with the direction (:meth:`_NumpyOps.direction_trial`).
     Cubic interpolation between bracketing points; returns ``(found, trials)``: ``found``
     is ``(t, value, data value, dZ, Z_t)`` or ``None`` when no acceptable step is found,
-    ``trials`` the number of function evaluations spent.
+    ``trials`` the number of function evaluations spent. The ``(Z_t, dZ)`` of every other
+    trial goes back to ``ops.release`` as soon as the search no longer needs it.
     """
     pen_cd, pen_dd = float(np.sum(pen * C * d)), float(np.sum(pen * d * d))
     pen_cc = float(np.sum(pen * C * C))
 
-    def phi(t):
-        v, slope, dZ, Zt = ops.trial(Z, Zd, t)
+    def point(t, res):
+        v, slope, dZ, Zt = res
         val = v + 0.5 * (pen_cc + 2 * t * pen_cd + t * t * pen_dd)
-        return val, slope + pen_cd + t * pen_dd, v, dZ, Zt
+        return t, val, slope + pen_cd + t * pen_dd, v, dZ, Zt
 
     c1, c2 = 1e-4, 0.9
     best = None  # lowest point with sufficient decrease, the fallback
@@ -608,47 +657,68 @@ def _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f, max_trials=20):
         return (np.isfinite(val) and val <= f + eps_f
                 and c2 * slope0 <= der <= -0.8 * slope0)
 
+    def found(p):  # the result tuple of trial p; every other trial's buffers go back
+        if best is not None and best is not p:
+            ops.release(best[5], best[4])
+        return (p[0], p[1], p[3], p[4], p[5]), n
+
+    def make_best(p):
+        nonlocal best
+        if best is not None:
+            ops.release(best[5], best[4])
+        best = p
+
+    def drop(p):  # p is no longer needed unless it is the best
+        if p is not best:
+            ops.release(p[5], p[4])
+
     # bracketing phase (Nocedal & Wright, Algorithm 3.5)
     prev = (0.0, f, slope0)
     t, n = 1.0, 0
     lo = hi = None
     while n < max_trials:
-        val, der, v, dZ, Zt = phi(t)
+        p = point(t, first if n == 0 else ops.trial(Z, Zd, t))
+        _, val, der = p[:3]
         n += 1
         if approx_wolfe(val, der):
-            return (t, val, v, dZ, Zt), n
+            return found(p)
         if accept(t, val) and (best is None or val < best[1]):
-            best = (t, val, v, dZ, Zt)
+            make_best(p)
         if not accept(t, val) or (n > 1 and val >= prev[1]):
             lo, hi = prev, (t, val, der)
+            drop(p)
             break
         if abs(der) <= -c2 * slope0:
-            return (t, val, v, dZ, Zt), n
+            return found(p)
+        drop(p)
         if der >= 0:
             lo, hi = (t, val, der), prev
             break
         prev = (t, val, der)
         t *= 4.0
     if lo is None:
-        return best, n
+        return (None, n) if best is None else found(best)
     # zoom phase (Algorithm 3.6) with safeguarded cubic interpolation
     while n < max_trials:
         t = _cubic_min(*lo, *hi)
-        val, der, v, dZ, Zt = phi(t)
+        p = point(t, ops.trial(Z, Zd, t))
+        _, val, der = p[:3]
         n += 1
         if approx_wolfe(val, der):
-            return (t, val, v, dZ, Zt), n
+            return found(p)
         if not accept(t, val) or val >= lo[1]:
             hi = (t, val, der)
+            drop(p)
             continue
         if best is None or val < best[1]:
-            best = (t, val, v, dZ, Zt)
+            make_best(p)
         if abs(der) <= -c2 * slope0:
-            return (t, val, v, dZ, Zt), n
+            return found(p)
+        drop(p)
         if der * (hi[0] - lo[0]) >= 0:
             hi = lo
         lo = (t, val, der)
-    return best, n
+    return (None, n) if best is None else found(best)
 
 
 def _cubic_min(a, fa, ga, b, fb, gb):
@@ -713,6 +783,7 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback, restarts=
             return C, f, G, it, 3, nfev, restarts_used
         gnorm = float(np.linalg.norm(G * gscale))
         if gnorm <= gtol_abs and not fresh:
+            ops.release(Z, dZ)
             Z, data_f, dZ, GD = ops.refresh(C)
             nfev += 1
             G = GD + pen * C
@@ -725,6 +796,7 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback, restarts=
             return C, f, G, it, 0, nfev, restarts_used
         if it >= max_iter:
             if not fresh:
+                ops.release(Z, dZ)
                 Z, data_f, dZ, GD = ops.refresh(C)
                 nfev += 1
                 G = GD + pen * C
@@ -747,11 +819,12 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback, restarts=
         if slope0 >= 0:  # not a descent direction: restart from the gradient
             S.clear(), Yd.clear(), rho.clear()
             d, slope0 = -G, -float(np.vdot(G, G))
-        Zd = ops.direction(d)
-        found, trials = _line_search(ops, Z, Zd, C, d, pen, f, slope0, data_f)
+        Zd, first = ops.direction_trial(Z, d, 1.0)
+        found, trials = _line_search(ops, Z, Zd, first, C, d, pen, f, slope0, data_f)
         nfev += trials
         if found is None:
             if not fresh:  # maybe float32 drift: recompute exactly and try again
+                ops.release(Z, dZ)
                 Z, data_f, dZ, GD = ops.refresh(C)
                 nfev += 1
                 G = GD + pen * C
@@ -764,10 +837,11 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback, restarts=
                 S.clear(), Yd.clear(), rho.clear()
                 continue
             return C, f, G, it, 2, nfev, restarts_used
-        t, f_new, data_f, dZ_new, Z = found
+        t, f_new, data_f, dZ_new, Z_new = found
         step = t * d
         dG = ops.grad_change(dZ_new, dZ) + pen * step
-        dZ = dZ_new
+        ops.release(Z, dZ)
+        Z, dZ = Z_new, dZ_new
         C = C + step
         G = G + dG
         f = f_new
@@ -778,6 +852,7 @@ def _lbfgs(ops, C0, pen, gscale, gtol_abs, max_iter, memory, callback, restarts=
         since_refresh += 1
         fresh = False
         if since_refresh >= 50:  # bound the float32 drift of Z and G
+            ops.release(Z, dZ)
             Z, data_f, dZ, GD = ops.refresh(C)
             nfev += 1
             G = GD + pen * C
