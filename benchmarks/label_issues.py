@@ -7,8 +7,8 @@ On the bundled BANKING77 embeddings (N = 10003, K = 77, d = 384), for each noise
   out.csv`` runs, :func:`selfdistill.experiments.runner.run_pipeline` with ``lam="auto"``,
   ``issues=True`` and ``fit_intercept=False`` (5-fold screen, prune, refine, choose; final
   fits; flags and noise estimate from out-of-fold probabilities). Seconds = the whole
-  call. The tables were measured before models had an intercept; ``fit`` now fits one by
-  default (docs/pipeline.md), so they describe ``--no-intercept``.
+  call. ``fit`` fits an intercept by default (docs/pipeline.md); the tables describe
+  ``--no-intercept``, the theory's model.
 * **cleanlab**: 5-fold out-of-fold ``LogisticRegression(max_iter=1000)`` probabilities
   and ``cleanlab.filter.find_label_issues`` (defaults); seconds = both (the *find* time the
   issue compares with). ``CleanLearning(LogisticRegression)`` test accuracy (given those
@@ -173,10 +173,12 @@ def pct(v) -> str:
 
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
-TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's; other "
-               "jobs shared the two cores while the rows ran (a helper's test suites and "
-               "timings, 2026-11-24), so read the seconds as same-row ratios, and the idle "
-               "re-timing in README.md for the time target.")
+TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's; for "
+               "the seed-0 rows up to sym 0.5 other jobs shared the two cores (2026-11-24), "
+               "so read the seconds as same-row ratios. Idle re-timing, seed 0 (ours / "
+               "cleanlab find / CleanLearning, s): sym 0.5 9.6 / 7.1 / 10.0, asym 0.4 "
+               "11.4 / 7.3 / 8.9, cc 0.5 15.0 / 8.3 / 10.2, idn 0.2 20.5 / 8.3 / 10.5, "
+               "text 0.3 16.1 / 9.2 / 11.3.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
