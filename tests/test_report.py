@@ -156,22 +156,33 @@ window.addEventListener('load', () => {
 </script>"""
 
 
+def _chrome_base(chrome: str, tmp_path) -> list[str]:
+    """Headless Chromium command line with a throwaway profile under ``tmp_path``."""
+    return [chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+
+
+def _assert_images_render(chrome: str, html: str, tmp_path) -> str:
+    """Load ``html`` with :data:`PROBE` in headless Chromium; every image must decode and
+    be laid out. Returns the rendered DOM."""
+    n_img = len(_imgs(html))
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", PROBE + "</body>"))
+    dom = subprocess.run([*_chrome_base(chrome, tmp_path), "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert f'data-probe="{n_img}/{n_img}"' in dom.stdout, dom.stderr[-2000:]
+    return dom.stdout
+
+
 def test_report_renders_in_headless_chromium(sweep_dir, tmp_path):
     chrome = _chromium()
     if chrome is None:
         pytest.skip("no chromium binary on PATH (apt-get install chromium)")
     write_sweep_report(sweep_dir)
-    html = (sweep_dir / "report.html").read_text()
-    n_img = len(_imgs(html))
-    probe = tmp_path / "probe.html"
-    probe.write_text(html.replace("</body>", PROBE + "</body>"))
-    base = [chrome, *CHROME_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*base, "--dump-dom", probe.as_uri()], capture_output=True,
-                         text=True, timeout=120)
-    assert f'data-probe="{n_img}/{n_img}"' in dom.stdout, dom.stderr[-2000:]
+    _assert_images_render(chrome, (sweep_dir / "report.html").read_text(), tmp_path)
     shot = tmp_path / "shot.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,4200",
-                    (sweep_dir / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run([*_chrome_base(chrome, tmp_path), f"--screenshot={shot}",
+                    "--window-size=1200,4200", (sweep_dir / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
     import matplotlib.image as mpimg
 
     img = mpimg.imread(shot)[..., :3]

@@ -222,6 +222,21 @@ def select_candidate(correct: np.ndarray, lams: Sequence[float],
     return int(a0), int(b0), scores, stderr  # pragma: no cover
 
 
+def _stratified_folds(X: np.ndarray, y: np.ndarray, n_splits: int, seed: int) -> list:
+    """``(train, held-out)`` index pairs of a shuffled stratified K-fold on the given labels.
+
+    Noisy labels leave some classes with fewer rows than folds; stratification then
+    spreads what there is, which is all we need (K is fixed by ``n_classes``), so
+    scikit-learn's warning about it is silenced.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class",
+                                category=UserWarning)
+        return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
+
+
 def _checked(lams: Sequence[float], **params) -> list[float]:
     """The lam candidates and the pipeline's parameters, checked at a public entry."""
     out = [check_lam(v, name="lams[]") for v in lams]
@@ -299,19 +314,12 @@ def cross_validate_pipeline(
     >>> sel.oof_proba(ds.X_train[:300]).shape
     (300, 10)
     """
-    from sklearn.model_selection import StratifiedKFold
-
     t0 = time.perf_counter()
     lams = _checked(lams, rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)
     names = model_names(rounds, pll)
     K, N, d = int(n_classes), X.shape[0], X.shape[1]
     n_splits = int(max(2, min(n_splits, N)))
-    with warnings.catch_warnings():
-        # Noisy labels leave some classes with fewer rows than folds; stratification then
-        # spreads what there is, which is all we need (K is fixed by ``n_classes``).
-        warnings.filterwarnings("ignore", message="The least populated class",
-                                category=UserWarning)
-        folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
+    folds = _stratified_folds(X, y, n_splits, seed)
     correct = np.zeros((len(lams), len(names), N), dtype=bool)
     weights = np.zeros((len(lams), len(names), n_splits, K, d))
     total, done = len(lams) * n_splits, 0
@@ -662,8 +670,6 @@ def resolve_auto(
     >>> sel.lam in (1e-3, 1e-2), sel.oof_proba.shape
     (True, (400, 10))
     """
-    from sklearn.model_selection import StratifiedKFold
-
     from .issues import estimate_noise, flag_mask
 
     score = AUTO_SCORE if score is None else score
@@ -676,10 +682,7 @@ def resolve_auto(
     K, N = int(n_classes), X.shape[0]
     counts = np.bincount(y, minlength=K)
     n_splits = int(max(2, min(n_splits, N, counts[counts > 0].min() if counts.any() else 2)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class",
-                                category=UserWarning)
-        folds = list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
+    folds = _stratified_folds(X, y, n_splits, seed)
     names = model_names(rounds, pll)
     total = n_splits * (len(grid) * 3 + min(rounds, AUTO_MAX_ROUNDS))
     done = 0
