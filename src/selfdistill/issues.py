@@ -336,12 +336,9 @@ def flag_mask(P: np.ndarray, y: np.ndarray, C: np.ndarray | None = None, *,
     top = np.argmax(P, axis=1)
     mask = np.zeros(N, dtype=bool)
     if rule in ("posterior", "pooled"):
-        n = _n_off_diagonal(C)
-        cand = np.flatnonzero(top != y)
-        score = (wrong_label_posterior(P[cand], y[cand], transition_of(C))
-                 if rule == "posterior" else 1.0 - P[cand, y[cand]])
-        ranked = cand[np.lexsort((cand, -score))]
-        mask[ranked[_within_class_cap(ranked, y, C)][:n]] = True
+        score = (wrong_label_posterior(P, y, transition_of(C)) if rule == "posterior"
+                 else 1.0 - P[np.arange(N), y])
+        mask[_pooled_flags(P, y, C, score)] = True
         return mask
     counts = np.rint(C).astype(np.int64)
     np.fill_diagonal(counts, 0)
@@ -370,6 +367,16 @@ def label_scores(P: np.ndarray, y: np.ndarray) -> np.ndarray:
     """
     y = np.asarray(y)
     return wrong_label_posterior(P, y, transition_of(confident_joint(P, y)))
+
+
+def _pooled_flags(P: np.ndarray, y: np.ndarray, C: np.ndarray, score: np.ndarray
+                  ) -> np.ndarray:
+    """The pooled cut: the ``n_issues`` rows of highest ``score`` (N,) among those whose
+    top class is not the given one, each class keeping a row; most likely wrong first
+    (ties by row index)."""
+    cand = np.flatnonzero(np.argmax(P, axis=1) != y)
+    ranked = cand[np.lexsort((cand, -score[cand]))]
+    return ranked[_within_class_cap(ranked, y, C)][:_n_off_diagonal(C)]
 
 
 def _within_class_cap(ranked: np.ndarray, y: np.ndarray, C: np.ndarray) -> np.ndarray:
@@ -417,9 +424,7 @@ def rank_label_issues(P: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndar
     y = np.asarray(y)
     C = confident_joint(P, y)
     score = wrong_label_posterior(P, y, transition_of(C))
-    cand = np.flatnonzero(flag_mask(P, y, C))
-    order = np.lexsort((cand, -score[cand]))
-    idx = cand[order]
+    idx = _pooled_flags(P, y, C, score)
     return idx, np.round(score[idx], 12)
 
 
