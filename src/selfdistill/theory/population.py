@@ -5,7 +5,8 @@
 * :func:`population_accuracy` - each round's accuracy in the population limit, where the
   class label means equal the rows of the transition matrix ``T``.
 
-Rounds are counted as THEORY does: round ``t = 1`` is the teacher ``P_1``.
+Rounds are counted as docs/theory-derivation.md §1 does: round ``t = 1`` is the teacher
+``P_1`` (the product calls round ``t + 1`` ``sd-t``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def condition(bm: BlockModel, y_true: np.ndarray, y_given: np.ndarray,
         ``eigenvalues`` {mu0, mu1, mu2}, ``a`` {a0, a1, a2}, ``gamma``, ``gap``,
         ``condition_holds`` (gap > 0), ``t_star`` (max over the (true, given) pairs that
         occur, 0.0 without wrong labels, None when the condition fails), ``min_rounds``
-        (first THEORY round t > t_star, None when it fails).
+        (first round t > t_star in that numbering, None when it fails).
 
     Examples
     --------
