@@ -26,7 +26,7 @@ from ._validation import (
 from ._validation import Interval as _Range
 from .distill import NamedFit, _self_distill, chain_of, model_names, pll_applies
 from .intercept import add_intercept, linear_logits, split_weights
-from .issues import find_label_issues, label_issues_from_cv, rank_label_issues
+from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
 from .model_selection import CV_TOL, cross_validate_pipeline, resolve_auto
@@ -312,7 +312,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = [f.to_dict() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
         if auto is not None:
-            iss = find_label_issues(auto.oof_proba, y_enc)
+            iss = auto.label_issues(y_enc)
             self.label_issues_, self.label_issue_scores_ = iss.indices, iss.scores
             sugg = iss.suggested
         elif self.cv_results_ is not None:

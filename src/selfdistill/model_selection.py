@@ -69,7 +69,7 @@ from .losses import softmax
 from .solvers import SpectralBasis
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
-           "AutoSelection", "resolve_auto", "corrected_accuracy", "noise_inverse",
+           "AutoSelection", "resolve_auto", "flag_lam", "corrected_accuracy", "noise_inverse",
            "DEFAULT_LAM_GRID"]
 
 #: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
@@ -151,6 +151,24 @@ class CVSelection:
         for f, (_, va) in enumerate(self.folds):
             P[va] = softmax(X64[va] @ self.weights[a, b, f].T)
         return P
+
+    def flag_probas(self) -> tuple[np.ndarray, ...]:
+        """Out-of-fold probabilities of the models whose flags are united into the label
+        issues: the recommended candidate, then (when ``lam_flag`` is set) the screen's
+        teacher at ``lam_flag``.
+
+        Why two (docs/selection.md, "Which models flag"): a more flexible model that
+        predicts the given labels better out of fold has learnt either the classes or the
+        annotator's confusions, and the labels cannot tell which; one that learnt the
+        annotator misses those wrong labels, a stiffer one misses fewer."""
+        return (self.oof_proba,) + (() if self.flag_proba is None else (self.flag_proba,))
+
+    def label_issues(self, y: np.ndarray):
+        """:class:`~selfdistill.issues.LabelIssues` flagged by :meth:`flag_probas`."""
+        from .issues import find_label_issues
+
+        P, *others = self.flag_probas()
+        return find_label_issues(P, np.asarray(y), source="out-of-fold", others=others)
 
     def to_dict(self) -> dict:
         """spec.md ``lam_selection`` record.
@@ -448,6 +466,12 @@ class AutoSelection:
     teacher_W : ndarray of shape (K, d) or None
         Mean of the fold teachers at ``lam`` on the chosen rows: a warm start for the
         final teacher (its solution is close, so the final fit needs fewer steps).
+    lam_flag : float or None
+        lam of the screen's teacher whose out-of-fold probabilities also flag label
+        issues (:func:`flag_lam`): set when the screen went below it because a more
+        flexible teacher predicted the given labels better; else None.
+    flag_proba : ndarray of shape (N, K) or None
+        Those probabilities (:meth:`label_issues`).
     """
 
     lam: float
@@ -465,6 +489,8 @@ class AutoSelection:
     seconds: float = 0.0
     widened: tuple = ()
     teacher_W: np.ndarray | None = field(default=None, repr=False)
+    lam_flag: float | None = None
+    flag_proba: np.ndarray | None = field(default=None, repr=False)
 
     def chain(self) -> tuple[int, bool]:
         """``(rounds, pll)`` of the final chain: teacher -> ... -> the chosen model."""
@@ -479,6 +505,24 @@ class AutoSelection:
         from .issues import flag_mask
 
         return ~flag_mask(self.oof_proba, np.asarray(y), rule=AUTO_KEEP_CUT)
+
+    def flag_probas(self) -> tuple[np.ndarray, ...]:
+        """Out-of-fold probabilities of the models whose flags are united into the label
+        issues: the recommended candidate, then (when ``lam_flag`` is set) the screen's
+        teacher at ``lam_flag``.
+
+        Why two (docs/selection.md, "Which models flag"): a more flexible model that
+        predicts the given labels better out of fold has learnt either the classes or the
+        annotator's confusions, and the labels cannot tell which; one that learnt the
+        annotator misses those wrong labels, a stiffer one misses fewer."""
+        return (self.oof_proba,) + (() if self.flag_proba is None else (self.flag_proba,))
+
+    def label_issues(self, y: np.ndarray):
+        """:class:`~selfdistill.issues.LabelIssues` flagged by :meth:`flag_probas`."""
+        from .issues import find_label_issues
+
+        P, *others = self.flag_probas()
+        return find_label_issues(P, np.asarray(y), source="out-of-fold", others=others)
 
     def to_dict(self) -> dict:
         """spec.md ``lam_selection`` record (``method``, ``candidates``, ``scores`` and more)."""
@@ -501,6 +545,7 @@ class AutoSelection:
             "rule": _RULE_TEXT[self.rule],
             "n_splits": int(self.n_splits),
             "widened": [float(v) for v in self.widened],
+            "lam_flag": None if self.lam_flag is None else float(self.lam_flag),
             "at_grid_edge": bool(len(lams) > 1 and self.lam in (min(lams), max(lams))
                                  and self.lam in self.widened),
             "seconds": float(self.seconds),
@@ -711,7 +756,7 @@ def resolve_auto(
            stage: str, prefix: str, n_rounds: int):
         """Teacher (and ``n_rounds`` SD rounds) at one lam on every fold."""
         Ps = {n: np.zeros((N, K)) for n in names[:n_rounds + 1]}
-        Ws = []
+        Ws, W_last = [], []
         for f, (tr, va) in enumerate(folds):
             tr = rows_of(tr)
             fits = _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
@@ -719,13 +764,16 @@ def resolve_auto(
                                  max_iter=2000, basis=basis_of(f, tr),
                                  teacher_W=None if W_prev is None else W_prev[f])
             Ws.append(fits[0].W)
+            W_last.append(fits[-1].W)
             for nf in fits:
                 Ps[nf.name][va] = nf.predict_proba(X[va])
             tick(n_rounds + 1)
         scored = {n: scorer(P) for n, P in Ps.items()}
+        if stage == "screen":
+            screen_P[lam] = Ps["teacher"]
         for n, sc in scored.items():
             path.append({"stage": stage, "lam": lam, "model": prefix + n, "score": sc})
-        return lam, max(scored.values()), Ps, scored, Ws
+        return lam, max(scored.values()), Ps, scored, Ws, W_last
 
     def lam_path(rows_of: Callable, lams_: list[float], W_start: list | None,
                  scorer: Callable[[np.ndarray], float], stage: str, prefix: str,
@@ -775,22 +823,28 @@ def resolve_auto(
 
     path: list[dict] = []
     widened: list[float] = []
+    screen_P: dict[float, np.ndarray] = {}
 
     # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its
     #    own out-of-fold probabilities imply (their noise estimate), or by accuracy on the
     #    given labels
-    lam_screen, _, Ps, _, W_screen = lam_path(
+    lam_screen, _, Ps, _, W_screen, _ = lam_path(
         lambda tr: tr, grid, None, _given_accuracy(y), "screen", "", 0,
         guard=_self_corrected_of(y) if AUTO_SCREEN_GUARD else None)
     P_screen = Ps["teacher"]
     screen_scores = {p["lam"]: p["score"] for p in path if p["stage"] == "screen"}
+    # flags of a stiffer teacher join the candidate's when the screen went past it
+    # because a more flexible model predicted the given labels better (docs/selection.md)
+    lam_flag = flag_lam(list(screen_P), lam_screen, N * (n_splits - 1) / n_splits)
+    if not (lam_flag > lam_screen and screen_scores[lam_flag] < screen_scores[lam_screen]):
+        lam_flag = None
     keep = ~flag_mask(P_screen, y, rule=AUTO_FIRST_CUT)
     if AUTO_CLEAN_PASS and not keep.all():
         # one cleaning pass: the screening teacher refitted (warm) on the folds minus the
         # screen's precise per-cell set; its out-of-fold probabilities, from cleaner
         # folds, flag with both precision and recall (the pooled cut), and that set
         # prunes the folds of the refine stage and the final fit alike
-        _, _, Pc, _, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
+        _, _, Pc, _, _, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
                             lambda P: float(np.mean(P.argmax(axis=1) == y)), "clean",
                             "pruned-", 0)
         P_clean = Pc["teacher"]
@@ -817,7 +871,7 @@ def resolve_auto(
     #    (whether SD helps depends on lam), the other rounds and PLL at the best lam
     if not keep.all():
         n1 = min(rounds, 1)
-        lam_ref, _, Ps, scored, W_ref = lam_path(
+        lam_ref, _, Ps, scored, W_ref, W_sd = lam_path(
             lambda tr: tr[keep[tr]], [lam_screen] + [v for v in grid if v < lam_screen],
             W_screen,
             score_of, "refine", "pruned-", n1, widen_down=False)
@@ -826,17 +880,16 @@ def resolve_auto(
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
         n_sd = min(rounds, AUTO_MAX_ROUNDS)
         rest = names[n1 + 1:n_sd + 1]
-        if rest:
+        if rest:   # continue each fold's chain from its sd-1 at lam_ref
             Pm = {n: np.zeros((N, K)) for n in rest}
             for f, (tr, va) in enumerate(folds):
                 trk = tr[keep[tr]]
                 fits = _self_distill(X[trk], y[trk], lam=lam_ref, rounds=n_sd, pll=False,
                                      pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
                                      max_iter=2000, basis=basis_of(f, trk),
-                                     teacher_W=W_ref[f])
+                                     start=(n1, W_sd[f]))
                 for nf in fits:
-                    if nf.name in Pm:
-                        Pm[nf.name][va] = nf.predict_proba(X[va])
+                    Pm[nf.name][va] = nf.predict_proba(X[va])
                 tick(len(rest))
             for n, P in Pm.items():
                 sc = score_of(P)
@@ -855,4 +908,24 @@ def resolve_auto(
         screen_scores=screen_scores, scores_by_model=by_model, path=path,
         oof_proba=P_best, screen_proba=P_screen, n_splits=n_splits, rule=score,
         seconds=time.perf_counter() - t0, widened=tuple(widened),
-        teacher_W=W_mean.get((lam_best, pruned)))
+        teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag,
+        flag_proba=None if lam_flag is None else screen_P[lam_flag])
+
+
+def flag_lam(screened: Sequence[float], lam_screen: float, n_fit: float) -> float:
+    """lam of the second flagging model of ``auto``: among the screened lams at least
+    ``lam_screen``, the one nearest (in log) to ``1 / n_fit``, scikit-learn's default
+    regularisation (``LogisticRegression(C=1)`` minimises ``sum_i CE_i + |W|^2 / 2``,
+    i.e. lam = 1/n on the mean loss of theory-derivation.md) for the fold's ``n_fit`` rows.
+
+    Examples
+    --------
+    >>> flag_lam([1e-4, 1e-5, 1e-6], 1e-6, 8000)
+    0.0001
+    >>> flag_lam([1e-4, 1e-5, 1e-6], 1e-6, 800_000)
+    1e-06
+    >>> flag_lam([1e-4, 1e-5, 1e-6], 1e-5, 800_000)
+    1e-05
+    """
+    ok = [v for v in screened if v >= lam_screen]
+    return min(ok, key=lambda v: (abs(np.log(v * n_fit)), -v))

@@ -31,7 +31,8 @@ class Relabel:
         1 for a likely label error (the flagged set of ``fit``), else 0.
     score : ndarray of shape (N,)
         :func:`~selfdistill.issues.label_scores`, the probability that the given label
-        is wrong under the noise estimated from the same probabilities, in [0, 1].
+        is wrong under the noise estimated from the same probabilities, in [0, 1] (the
+        largest over the flagging models, ``RunResult.flag_others``).
     source : str
         ``"out-of-fold"`` (each row judged by fold models that never saw it) or
         ``"in-sample"`` (the selected model, when no cross-validation ran).
@@ -62,8 +63,8 @@ def relabel_rows(result: RunResult, ds: Dataset, texts: list[str] | None = None)
         sugg[result.issues.indices] = result.issues.suggested
     names = ds.classes.astype(str)
     cleaned = np.where(flag == 1, sugg, y)
-    return Relabel(names[y], names[sugg], names[cleaned], flag, label_scores(P, y), source,
-                   texts)
+    return Relabel(names[y], names[sugg], names[cleaned], flag,
+                   label_scores(P, y, result.flag_others), source, texts)
 
 
 def write_relabel(path: str | Path, rel: Relabel) -> None:

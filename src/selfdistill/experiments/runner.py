@@ -146,6 +146,9 @@ class RunResult:
         The recommended model's name.
     oof_proba : ndarray of shape (N, K) or None
         Out-of-fold probabilities the label issues and the noise estimate come from.
+    flag_others : tuple of ndarray of shape (N, K)
+        Further models' out-of-fold probabilities whose flags are united with those of
+        ``oof_proba`` (``lam="auto"``: :meth:`~selfdistill.model_selection.AutoSelection.flag_probas`).
     issues : LabelIssues or None
         Likely label errors (out-of-fold), when cross-validation ran.
     noise_estimate : NoiseEstimate or None
@@ -179,6 +182,7 @@ class RunResult:
     q: float
     seconds: float
     oof_proba: np.ndarray | None = None
+    flag_others: tuple[np.ndarray, ...] = ()
     issues: LabelIssues | None = None
     noise_estimate: NoiseEstimate | None = None
     intercept_scaling: float | None = None
@@ -325,6 +329,7 @@ def run_pipeline(
     X = ds.X_train if scaling is None else add_intercept(ds.X_train, scaling)
     cv_progress = (lambda d, t: progress("cv", d, t)) if progress else None
     lam_selection = oof = train_rows = cv_scores = teacher_W = None
+    flag_others: tuple[np.ndarray, ...] = ()
     if isinstance(lam, str):
         if lam != "auto":
             raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
@@ -338,6 +343,7 @@ def run_pipeline(
             lam_selection["n_left_out"] = int(np.sum(~train_rows))
         rounds, pll = auto.chain()   # the final chain stops at the chosen model
         teacher_W = auto.teacher_W
+        flag_others = auto.flag_probas()[1:]
     else:
         lam_value = float(lam)
         if select or issues:
@@ -372,7 +378,7 @@ def run_pipeline(
                 rec["cv_score"] = float(lam_selection["scores_by_model"][rec["name"]])
     found = est = None
     if issues and oof is not None:
-        found = find_label_issues(oof, y_given, source="out-of-fold")
+        found = find_label_issues(oof, y_given, source="out-of-fold", others=flag_others)
         est = estimate_noise(oof, y_given)
     return RunResult(
         dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=K, noise=spec,
@@ -380,7 +386,8 @@ def run_pipeline(
         realized_rate=realized_rate(y_given, clean), T_used=T_used, y_given=y_given,
         lam=lam_value, lam_selection=lam_selection, fits=fits, models=models,
         selected=selected, pll_loss=pll_loss, q=q, seconds=time.perf_counter() - t0,
-        oof_proba=oof, issues=found, noise_estimate=est, intercept_scaling=scaling)
+        oof_proba=oof, flag_others=flag_others, issues=found, noise_estimate=est,
+        intercept_scaling=scaling)
 
 
 def run_experiment(
