@@ -148,7 +148,8 @@ class RunResult:
         Out-of-fold probabilities the label issues and the noise estimate come from.
     flag_others : tuple of ndarray of shape (N, K)
         Further models' out-of-fold probabilities whose flags are united with those of
-        ``oof_proba`` (``lam="auto"``: :meth:`~selfdistill.model_selection.AutoSelection.flag_probas`).
+        ``oof_proba`` (``lam="auto"``:
+        :meth:`~selfdistill.model_selection.AutoSelection.flag_probas`).
     issues : LabelIssues or None
         Likely label errors (out-of-fold), when cross-validation ran.
     noise_estimate : NoiseEstimate or None
