@@ -186,7 +186,10 @@ Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (
 noise rate (`noise_estimate.rate`, from the given labels only) against the realised one.
 P / R / F1 (%) are for the flagged rows against the truly corrupted ones: *ours* from the
 chosen candidate's 5-fold out-of-fold probabilities (the confident joint's count of rows,
-highest probability of a wrong label under the estimated noise first),
+highest probability of a wrong label under the estimated noise first), united with those
+of the screen's teacher at the lam shown as *+flags lam* when the chosen model is more
+flexible and the screen saw flexibility fit the given labels better (docs/selection.md,
+"Which models flag"),
 *cleanlab* `find_label_issues` with default arguments on 5-fold out-of-fold
 `LogisticRegression(max_iter=1000)` probabilities. Test accuracy (%): the selected model,
 `CleanLearning(LogisticRegression)`, and *oracle*, our best over the full and the pruned
@@ -205,6 +208,12 @@ def row_order(r: dict) -> tuple:
     return ORDER.index(r["kind"]), r["rate"], r["seed"]
 
 
+def flags_lam(o: dict) -> str:
+    """`` (+flags lam L)`` when a second teacher's flags joined the chosen candidate's."""
+    lam = (o.get("lam_selection") or {}).get("lam_flag")
+    return "" if lam is None else f" (+flags lam {lam:g})"
+
+
 def prf_cell(d: dict) -> str:
     return f"{pct(d['precision'])} / {pct(d['recall'])} / **{pct(d['f1'])}**"
 
@@ -219,7 +228,8 @@ def table(rows: list[dict], header: str) -> str:
     for r in sorted(rows, key=row_order):
         o, c = r["ours"], r["cleanlab"]
         lines.append(
-            f"| {r['kind']} | {r['rate']:g} | {r['seed']} | {o['lam']:g}, {o['model']} | "
+            f"| {r['kind']} | {r['rate']:g} | {r['seed']} | {o['lam']:g}, {o['model']}"
+            f"{flags_lam(o)} | "
             f"{o['noise_estimate_rate']:.3f} / {r['realized_rate']:.3f} | "
             f"{prf_cell(o['issues'])} | {prf_cell(c['issues'])} | "
             f"**{pct(o['test_acc'])}** / {pct(c['cl_test_acc'])} / "

@@ -152,24 +152,6 @@ class CVSelection:
             P[va] = softmax(X64[va] @ self.weights[a, b, f].T)
         return P
 
-    def flag_probas(self) -> tuple[np.ndarray, ...]:
-        """Out-of-fold probabilities of the models whose flags are united into the label
-        issues: the recommended candidate, then (when ``lam_flag`` is set) the screen's
-        teacher at ``lam_flag``.
-
-        Why two (docs/selection.md, "Which models flag"): a more flexible model that
-        predicts the given labels better out of fold has learnt either the classes or the
-        annotator's confusions, and the labels cannot tell which; one that learnt the
-        annotator misses those wrong labels, a stiffer one misses fewer."""
-        return (self.oof_proba,) + (() if self.flag_proba is None else (self.flag_proba,))
-
-    def label_issues(self, y: np.ndarray):
-        """:class:`~selfdistill.issues.LabelIssues` flagged by :meth:`flag_probas`."""
-        from .issues import find_label_issues
-
-        P, *others = self.flag_probas()
-        return find_label_issues(P, np.asarray(y), source="out-of-fold", others=others)
-
     def to_dict(self) -> dict:
         """spec.md ``lam_selection`` record.
 
@@ -820,7 +802,7 @@ def resolve_auto(
                 if not LAM.lo <= lam <= LAM.hi:
                     break
                 # upward from zero: a smaller lam's larger weights are a poor start, and
-                # a loose tol would stop near them (measured on digits, asym 0.3)
+                # a loose tol would stop near them (measured on digits, asym 0.4)
                 cur = at(lam, rows_of, None if up else best[4], scorer, stage, prefix,
                          n_rounds)
                 if lam not in widened:
