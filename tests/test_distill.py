@@ -66,6 +66,22 @@ def test_students_are_warm_started_and_cheaper(noisy_run):
     assert fits[2].fit.iterations <= fits[0].fit.iterations
 
 
+def test_continued_chain_and_extrapolated_starts_reach_the_same_students(digits):
+    """_self_distill(start=(1, W_sd1)) fits only sd-2.. and lands where the full chain does
+    (whose sd-2 starts half a step past sd-1): each student's objective is strictly
+    convex, so the warm start changes the steps, not the minimiser."""
+    from selfdistill.distill import _self_distill
+
+    y, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.5, n_classes=10, seed=0)
+    kw = dict(lam=LAM, pll=False, pll_loss="gce", q=0.7, n_classes=10, tol=1e-7,
+              max_iter=5000)
+    full = _self_distill(digits.X_train, y, rounds=3, **kw)
+    cont = _self_distill(digits.X_train, y, rounds=3, start=(1, full[1].W), **kw)
+    assert [f.name for f in cont] == ["sd-2", "sd-3"]
+    for a, b in zip(full[2:], cont):
+        assert np.linalg.norm(a.W - b.W) <= 1e-5 * np.linalg.norm(a.W)
+
+
 def test_clean_labels_sd_declines_slowly(digits):
     """Without noise, more rounds only average away signal (theory-derivation.md §2)."""
     fits = self_distill(digits.X_train, digits.y_train, lam=LAM, rounds=4, pll=False)
