@@ -486,13 +486,20 @@ class AutoSelection:
 
     def final_rows(self, y: np.ndarray) -> np.ndarray | None:
         """Rows the final fits use: all (None), or, when a pruned candidate won, all but
-        those flagged by its out-of-fold probabilities (the reported label issues), which
-        were measured cleaner than the screen's set (docs/selection.md)."""
+        those flagged by its out-of-fold probabilities (``AUTO_KEEP_CUT``; measured
+        cleaner than the screen's set), or, when a stiffer teacher's flags joined
+        (``lam_flag``), all but the reported label issues (:meth:`label_issues`, both
+        models' flags; docs/selection.md)."""
         if not self.pruned:
             return None
+        y = np.asarray(y)
+        if self.flag_proba is not None:
+            keep = np.ones(y.size, dtype=bool)
+            keep[self.label_issues(y).indices] = False
+            return keep
         from .issues import flag_mask
 
-        return ~flag_mask(self.oof_proba, np.asarray(y), rule=AUTO_KEEP_CUT)
+        return ~flag_mask(self.oof_proba, y, rule=AUTO_KEEP_CUT)
 
     def flag_probas(self) -> tuple[np.ndarray, ...]:
         """Out-of-fold probabilities of the models whose flags are united into the label
