@@ -174,11 +174,11 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's; for "
-               "the seed-0 rows up to sym 0.5 other jobs shared the two cores (2026-11-24), "
-               "so read the seconds as same-row ratios. Idle re-timing, seed 0 (ours / "
-               "cleanlab find / CleanLearning, s): sym 0.5 9.6 / 7.1 / 10.0, asym 0.4 "
-               "11.4 / 7.3 / 8.9, cc 0.5 15.0 / 8.3 / 10.2, idn 0.2 20.5 / 8.3 / 10.5, "
-               "text 0.3 16.1 / 9.2 / 11.3.")
+               "a few seed-0 rows short tests shared the two cores (2026-11-24), so read "
+               "the seconds as same-row ratios. Idle re-timing, seed 0 (ours / cleanlab "
+               "find / CleanLearning, s): sym 0.5 7.9 / 7.1 / 10.0, asym 0.4 9.5 / 6.8 / "
+               "8.1, cc 0.5 9.9 / 7.9 / 10.0, idn 0.2 12.7 / 8.2 / 10.0, text 0.3 11.2 / "
+               "9.7 / 11.7.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
