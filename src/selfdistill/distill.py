@@ -244,8 +244,9 @@ def self_distill(
 #: Warm start of SD round t >= 2: ``W_{t-1} + SD_EXTRAPOLATE (W_{t-1} - W_{t-2})``. The
 #: rounds move the weights the same way, by shrinking steps, so the next solution lies past
 #: the last one. Same minimiser (each student's objective is strictly convex); measured on
-#: BANKING77 (sym 0.2, asym 0.4, idn 0.4; lam 1e-6 .. 1e-4; tol 1e-6) 4-20 % fewer steps
-#: for rounds 2-4 than starting at W_{t-1} (15-35 % at tol 1e-3); 1.0 saved less.
+#: BANKING77 (sym 0.2, asym 0.4, idn 0.4; lam 1e-6 .. 1e-4; tol 1e-6) 5-22 % fewer steps
+#: for rounds 2-4 than starting at W_{t-1} (23-48 % at tol 1e-3); 1.0 saved less
+#: (docs/performance.md, "Fewer SD steps").
 SD_EXTRAPOLATE = 0.5
 
 
