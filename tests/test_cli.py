@@ -508,3 +508,14 @@ def test_fit_intercept_by_default_and_predict_reproduces_it(capsys, tmp_path):
     assert f"accuracy on the given labels {100 * acc['--intercept']:.2f}%" in stdout
     clf = load_model(tmp_path / "--intercept.npz")
     np.testing.assert_array_equal(clf.predict_proba(xt[:, None]), P)
+
+
+def test_fit_summary_names_the_second_flagging_teacher():
+    """The count line says when a stiffer teacher's flags joined (lam_selection.lam_flag)."""
+    from selfdistill.cli._common import fit_summary
+
+    plain = fit_summary(12, {"likely label errors": None})
+    assert plain.startswith("12 training rows flagged") and "stiffer" not in plain
+    assert "--issues FILE.csv" in plain
+    both = fit_summary(12, {"likely label errors": None}, lam_flag=1e-4)
+    assert "stiffer teacher, lam 0.0001" in both and "--issues FILE.csv" in both

@@ -109,7 +109,8 @@ def progress_bar(description: str, *, quiet: bool = False, phases: bool = False,
         yield update
 
 
-def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None]) -> str:
+def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None],
+                lam_flag: float | None = None) -> str:
     """The lines ``fit`` prints after its table: rows flagged, and where each file went.
 
     Parameters
@@ -119,10 +120,16 @@ def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None]) -> str:
     outputs : dict
         What each output holds (``"likely label errors"``) -> its path, or ``None`` when
         not asked for.
+    lam_flag : float, optional
+        lam of a stiffer teacher whose flags joined the selected model's
+        (``lam_selection.lam_flag``).
     """
     rows = "row" if n_flagged == 1 else "rows"
     lines = [] if n_flagged is None else [
         f"{n_flagged} training {rows} flagged as likely label errors"
+        + ("" if lam_flag is None else
+           f" (by the selected model or a stiffer teacher, lam {lam_flag:g}: the noise "
+           "looks learnable; docs/selection.md)")
         + ("" if outputs.get("likely label errors") or not n_flagged
            else " (list them with --issues FILE.csv)")]
     lines += [f"{what}: {path}" for what, path in outputs.items() if path is not None]

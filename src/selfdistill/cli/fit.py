@@ -231,5 +231,6 @@ def fit(
     console.print(fit_summary(None if result.issues is None else len(result.issues),
                               {"likely label errors": issues, "result record": json_out,
                                f"model ({saved_name})": model_out,
-                               "relabelled rows": relabel, "report": report_html}),
+                               "relabelled rows": relabel, "report": report_html},
+                              (result.lam_selection or {}).get("lam_flag")),
                   markup=False, highlight=False, soft_wrap=True)
