@@ -127,7 +127,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         Training rows whose given label disagrees with the predicting model, most
         confident first (see :mod:`selfdistill.issues`). With ``lam="auto"`` or
         ``mode="auto"`` the model's *out-of-fold* probabilities from the
-        cross-validation are used (a row is judged by fold models that never saw it);
+        cross-validation are used (a row is judged by fold models that never saw it),
+        with ``lam="auto"`` united with a stiffer screening teacher's flags when the
+        noise looks learnable (``cv_results_["lam_flag"]``, docs/selection.md);
         otherwise its in-sample probabilities, which partly memorise the noise and
         flag fewer rows.
     label_issue_scores_ : ndarray of float
