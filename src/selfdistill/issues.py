@@ -61,20 +61,20 @@ Several models
 --------------
 ``others`` (:func:`rank_label_issues`) unites the flags of several models: a row is
 flagged when any of them flags it, scored by the largest probability of a wrong label
-among those that flag it, and suggested the class of that model. ``--lam auto`` unites
-the recommended candidate (fitted on cleaned folds; the most precise where the noise
-depends on the class only) with the screen's teacher nearest scikit-learn's default
-regularisation (:func:`~selfdistill.model_selection.flag_lam`). Where the noise depends
-on the features (an annotator's confusions), a flexible model learns the annotator and
-misses its mistakes, and nothing in the given labels tells the two apart (both fit them
-better); a stiffer model learns fewer of them. Measured on BANKING77, seeds 0 / 1 (F1,
-recommended / stiff teacher / union; cleanlab's find on the same rows): idn 0.2 0.256 /
-0.350 / 0.366 and 0.233 / 0.336 / 0.342 (cleanlab 0.333, 0.319); idn 0.4 0.278 / 0.373 /
-0.389 and 0.282 / 0.390 / 0.417 (0.356, 0.356); TF-IDF annotator 0.3 0.600 / 0.621 /
-0.638 and 0.597 / 0.609 / 0.629 (0.608, 0.596); sym 0.5 0.960 / 0.953 / 0.946 (0.915);
-asym 0.4 0.940 / 0.924 / 0.918 (0.890). The union trades one or two points of F1 on
-class-conditional noise, where both models flag too many rows, for recall where both
-flag too few.
+among those that flag it, and suggested the class of that model. ``--lam auto`` adds the
+screen's teacher nearest scikit-learn's default regularisation
+(:func:`~selfdistill.model_selection.flag_lam`) to the recommended candidate when the
+candidate is more flexible and flexibility fitted the given labels better in the screen
+(docs/selection.md, "Which models flag"). Where the noise depends on the features (an
+annotator's confusions), a flexible model learns the annotator and misses its mistakes,
+and nothing in the given labels tells that from learning the classes; a stiffer model
+learns fewer of them. Measured on BANKING77, seeds 0 / 1 (F1, recommended / stiff
+teacher / union; cleanlab's find on the same rows): idn 0.2 0.256 / 0.350 / 0.366 and
+0.233 / 0.336 / 0.342 (cleanlab 0.333, 0.319); idn 0.4 0.278 / 0.373 / 0.389 and 0.282 /
+0.390 / 0.417 (0.356, 0.356); TF-IDF annotator 0.3 0.600 / 0.621 / 0.638 and 0.597 /
+0.609 / 0.629 (0.608, 0.596). Under class-conditional noise, where both models flag too
+many rows, the union would cost one or two points (sym 0.5 0.960 / 0.953 / 0.946, asym
+0.4 0.940 / 0.924 / 0.918), and the condition keeps the candidate alone there.
 """
 
 from __future__ import annotations
