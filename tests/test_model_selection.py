@@ -240,3 +240,20 @@ def test_many_classes_with_three_rows_each_finish(tmp_path, capsys):
         assert all(m["converged"] for m in rec["models"])
         if args[1] == "auto":
             assert np.shape(rec["noise_estimate"]["T"]) == (K, K)
+
+
+def test_auto_gives_the_same_numbers_with_folds_side_by_side_or_one_by_one(asym_digits,
+                                                                           monkeypatch):
+    """resolve_auto fits its folds side by side on the CPUs it may use; a fit's numbers do
+    not depend on its thread count, so one CPU (folds one after the other) gives the same
+    bits."""
+    import selfdistill.model_selection as ms
+
+    ds, y = asym_digits
+    kw = dict(lams=[1e-3, 1e-2], rounds=2, n_classes=10, seed=1)
+    side = ms.resolve_auto(ds.X_train[:700], y[:700], **kw)
+    monkeypatch.setattr(ms, "_n_threads", lambda n: 1)
+    one = ms.resolve_auto(ds.X_train[:700], y[:700], **kw)
+    assert (side.lam, side.best_model, side.path) == (one.lam, one.best_model, one.path)
+    np.testing.assert_array_equal(side.oof_proba, one.oof_proba)
+    np.testing.assert_array_equal(side.teacher_W, one.teacher_W)

@@ -392,6 +392,13 @@ AUTO_SPLITS = 5
 #: looser fits moved which rows the cleaning pass flagged. (1e-3 against 1e-4 had given
 #: the same choices in 0.75x the time.)
 AUTO_TOL = 3e-3
+#: SD rounds fitted at every lam of the refine's path (the others at its best lam only).
+#: 0 (the teacher walks the path; SD rounds continue it at the best lam) against 1:
+#: the same choice on 23 of the 24 BANKING77 rows of docs/label_issues.md (asym 0.2 seed 0:
+#: pruned teacher at 1e-5, 92.11 instead of pruned sd-1 at 1e-6, 92.08) and on 4 of 5 digits
+#: rows (cc 0.4: pruned teacher at 1e-3, 93.70, instead of pruned sd-2 at 1e-4, 94.07: two
+#: test rows), in 0.83-0.88x the time.
+AUTO_PATH_ROUNDS = 0
 #: Run the cleaning pass between screen and refine (see :func:`resolve_auto`).
 AUTO_CLEAN_PASS = True
 #: Steps (x10 or /10) the lam grid may widen itself past either end during ``auto``.
@@ -672,10 +679,11 @@ def resolve_auto(
        refitted on the folds minus that set gives out-of-fold probabilities whose pooled
        flags (precise and complete) define the rows to leave out, and the noise estimate
        (:func:`~selfdistill.issues.estimate_noise`) the score uses.
-    3. **Refine.** On each fold's training rows minus those rows, teacher and SD round 1
-       along the lam path from the screening lam down to the grid's end (stopping at the
-       first drop), then SD round 2 at the best lam. The unpruned screening teacher stays
-       a candidate (clean data: pruning only removes hard rows).
+    3. **Refine.** On each fold's training rows minus those rows, the teacher along the
+       lam path from the screening lam down to the grid's end (stopping at the first
+       drop; ``AUTO_PATH_ROUNDS`` SD rounds walk with it), then SD rounds 1 and 2 at the
+       best lam, each fold's chain continued. The unpruned screening teacher stays a
+       candidate (clean data: pruning only removes hard rows).
     4. **Choose** the candidate with the best ``score`` on the held-out rows:
        ``"corrected"`` (default), the clean accuracy implied by the held-out confusion
        and the estimated noise matrix (:func:`corrected_accuracy`); or ``"kept"``, plain
@@ -880,10 +888,10 @@ def resolve_auto(
 
     W_mean = {(lam_screen, False): np.mean(W_screen, axis=0)}
 
-    # 2. refine on the folds' unflagged training rows: teacher and sd-1 along the path
-    #    (whether SD helps depends on lam), the other rounds and PLL at the best lam
+    # 2. refine on the folds' unflagged training rows: the teacher along the path, the SD
+    #    rounds continued at the best lam
     if not keep.all():
-        n1 = min(rounds, 1)
+        n1 = min(rounds, AUTO_PATH_ROUNDS)
         lam_ref, _, Ps, scored, W_ref, W_sd = lam_path(
             lambda tr: tr[keep[tr]], [lam_screen] + [v for v in grid if v < lam_screen],
             W_screen,
@@ -893,7 +901,7 @@ def resolve_auto(
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
         n_sd = min(rounds, AUTO_MAX_ROUNDS)
         rest = names[n1 + 1:n_sd + 1]
-        if rest:   # continue each fold's chain from its sd-1 at lam_ref
+        if rest:   # continue each fold's chain from its last round at lam_ref
             Pm = {n: np.zeros((N, K)) for n in rest}
 
             def continue_fold(f: int) -> list:
