@@ -173,12 +173,12 @@ def pct(v) -> str:
 
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
-TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's; for "
-               "a few seed-0 rows short tests shared the two cores (2026-11-24), so read "
-               "the seconds as same-row ratios. Idle re-timing, seed 0 (ours / cleanlab "
-               "find / CleanLearning, s): sym 0.5 7.9 / 7.1 / 10.0, asym 0.4 9.5 / 6.8 / "
-               "8.1, cc 0.5 9.9 / 7.9 / 10.0, idn 0.2 12.7 / 8.2 / 10.0, text 0.3 11.2 / "
-               "9.7 / 11.7.")
+TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
+               "nothing else running (2026-11-24); cleanlab's find time itself varied by "
+               "up to 30% between runs of the same row, so read the seconds as same-row "
+               "ratios. Idle re-timing, seed 0 (ours / cleanlab find / CleanLearning, s): "
+               "sym 0.5 5.4 / 6.1 / 8.9, asym 0.4 6.9 / 6.7 / 8.0, cc 0.5 7.3 / 6.9 / "
+               "9.0, idn 0.2 10.4 / 8.7 / 10.5, text 0.3 8.1 / 9.8 / 11.9.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
