@@ -748,28 +748,36 @@ def resolve_auto(
     bases: dict[int, tuple[bytes, SpectralBasis]] = {}
     cache = n_splits * N * X.shape[1] * 8 <= AUTO_BASIS_CACHE_BYTES
 
-    def basis_of(f: int, rows: np.ndarray) -> SpectralBasis | None:
+    def basis_of(f: int, rows: np.ndarray, n_threads: int) -> SpectralBasis | None:
         if not cache:
             return None
         key = hashlib.blake2b(rows.tobytes(), digest_size=16).digest()
         if f not in bases or bases[f][0] != key:
-            bases[f] = (key, SpectralBasis.from_features(X[rows], n_threads=per_fit))
+            bases[f] = (key, SpectralBasis.from_features(X[rows], n_threads=n_threads))
         return bases[f][1]
 
     # the folds are fitted side by side, each on its share of the CPUs: the same numbers
     # as one after the other (a fit's numbers do not depend on its thread count), ~12 %
-    # less wall time on 2 cores (fewer hand-offs per step than splitting each fit)
-    workers = min(n_splits, _n_threads(None))
-    per_fit = max(1, _n_threads(None) // workers)
+    # less wall time on 2 cores (fewer hand-offs per step than splitting each fit); the
+    # folds left over when the workers do not divide them share all the CPUs
+    cpus = _n_threads(None)
+    workers = min(n_splits, cpus)
+    full = n_splits - n_splits % workers
+    threads = [max(1, cpus // (workers if f < full else n_splits - full))
+               for f in range(n_splits)]
 
-    def each_fold(fit_fold: Callable[[int], list]) -> Iterator[list]:
-        """``fit_fold(f)`` for every fold, in fold order as they finish (folds side by
-        side)."""
+    def each_fold(fit_fold: Callable[[int, int], list]) -> Iterator[list]:
+        """``fit_fold(f, n_threads)`` for every fold, in fold order as they finish
+        (folds side by side)."""
         if workers == 1:
-            yield from map(fit_fold, range(n_splits))
+            yield from (fit_fold(f, threads[f]) for f in range(n_splits))
             return
-        with _single_blas(), ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(fit_fold, range(n_splits))
+        with _single_blas():
+            for group in (range(full), range(full, n_splits)):
+                if len(group) == 0:
+                    continue
+                with ThreadPoolExecutor(min(workers, len(group))) as pool:
+                    yield from pool.map(lambda f: fit_fold(f, threads[f]), group)
 
     def at(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
            stage: str, prefix: str, n_rounds: int):
@@ -777,13 +785,13 @@ def resolve_auto(
         Ps = {n: np.zeros((N, K)) for n in names[:n_rounds + 1]}
         Ws, W_last = [], []
 
-        def fit_fold(f: int) -> list:
+        def fit_fold(f: int, n_threads: int) -> list:
             tr = rows_of(folds[f][0])
             return _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                 max_iter=2000, basis=basis_of(f, tr),
+                                 max_iter=2000, basis=basis_of(f, tr, n_threads),
                                  teacher_W=None if W_prev is None else W_prev[f],
-                                 n_threads=per_fit)
+                                 n_threads=n_threads)
 
         for (_, va), fits in zip(folds, each_fold(fit_fold)):
             Ws.append(fits[0].W)
@@ -904,12 +912,12 @@ def resolve_auto(
         if rest:   # continue each fold's chain from its last round at lam_ref
             Pm = {n: np.zeros((N, K)) for n in rest}
 
-            def continue_fold(f: int) -> list:
+            def continue_fold(f: int, n_threads: int) -> list:
                 trk = folds[f][0][keep[folds[f][0]]]
                 return _self_distill(X[trk], y[trk], lam=lam_ref, rounds=n_sd, pll=False,
                                      pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                     max_iter=2000, basis=basis_of(f, trk),
-                                     start=(n1, W_sd[f]), n_threads=per_fit)
+                                     max_iter=2000, basis=basis_of(f, trk, n_threads),
+                                     start=(n1, W_sd[f]), n_threads=n_threads)
 
             for (_, va), fits in zip(folds, each_fold(continue_fold)):
                 for nf in fits:
