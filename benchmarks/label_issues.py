@@ -177,8 +177,8 @@ TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab
                "nothing else running (2026-11-24); cleanlab's find time itself varied by "
                "up to 30% between runs of the same row, so read the seconds as same-row "
                "ratios. Idle re-timing, seed 0 (ours / cleanlab find / CleanLearning, s): "
-               "sym 0.5 5.4 / 6.1 / 8.9, asym 0.4 6.9 / 6.7 / 8.0, cc 0.5 7.3 / 6.9 / "
-               "9.0, idn 0.2 10.4 / 8.7 / 10.5, text 0.3 8.1 / 9.8 / 11.9.")
+               "sym 0.5 4.8 / 5.9 / 8.5, asym 0.4 6.3 / 5.8 / 7.1, cc 0.5 6.5 / 5.7 / "
+               "7.2, idn 0.2 9.1 / 9.1 / 10.6, text 0.3 7.5 / 7.3 / 9.5.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
