@@ -229,3 +229,23 @@ def test_report_on_read_only_folder_says_the_folder(read_only_copy):
     assert err[0].startswith(f"error: cannot write the report into {read_only_copy}: ")
     assert "database" not in err[0]
     assert not (read_only_copy / "report.html").exists()
+
+
+def test_fit_report_says_which_rows_were_left_out_and_prints_small_lams():
+    """The 'why' paragraph counts the rows the final fits left out (n_left_out, naming the
+    stiffer teacher when its flags joined), and the path table shows lam as 1e-06, not
+    0.0000."""
+    from types import SimpleNamespace
+
+    from selfdistill.experiments.fit_report import _selection_path, _why
+
+    sel = {"method": "m", "rule": "r", "pruned": True, "n_pruned": 560, "n_left_out": 902,
+           "lam_flag": 1e-4, "path": [{"stage": "screen", "lam": 1e-6, "model": "teacher",
+                                       "score": 0.9}]}
+    res = SimpleNamespace(lam_selection=sel, selected="pruned-sd-1", lam=1e-6, models=[])
+    why = _why(res)
+    assert "without the 902 rows" in why and "λ=0.0001" in why and "560" not in why
+    sel["lam_flag"] = None
+    assert "without the 902 rows flagged out of fold" in _why(res)
+    rows = _selection_path(res)["table"][0]
+    assert rows[0]["lam"] == "1e-06"

@@ -85,8 +85,12 @@ def _why(result: RunResult) -> str:
     name = html.escape(result.selected)
     if sel:
         rule = html.escape(str(sel.get("rule", sel.get("method", ""))))
-        pruned = (f" It is fitted without the {sel.get('n_pruned', 0)} rows the screen "
-                  "flagged." if sel.get("pruned") else "")
+        n_out = sel.get("n_left_out", sel.get("n_pruned", 0))
+        by = ("flagged by it or by a stiffer teacher (λ="
+              f"{sel['lam_flag']:g}: the noise looks learnable)"
+              if sel.get("lam_flag") is not None else "flagged out of fold")
+        pruned = (f" It is fitted without the {n_out} rows {by}." if sel.get("pruned")
+                  else "")
         return (f"<p><b>{name}</b> at λ={result.lam:g}, chosen from the given labels only "
                 f"({html.escape(str(sel.get('method', '')))}): {rule}.{pruned}</p>")
     cv = {m["name"]: m.get("cv_acc_given") for m in result.models}
@@ -99,7 +103,9 @@ def _why(result: RunResult) -> str:
 
 def _selection_path(result: RunResult) -> dict[str, Any] | None:
     path = (result.lam_selection or {}).get("path") or []
-    rows = [{"stage": p.get("stage", ""), "lam": p.get("lam"), "model": p.get("model", ""),
+    rows = [{"stage": p.get("stage", ""),
+             "lam": "" if p.get("lam") is None else f"{p['lam']:g}",
+             "model": p.get("model", ""),
              "score %": _pct(p.get("score"))} for p in path if isinstance(p, dict)]
     if not rows:
         return None
