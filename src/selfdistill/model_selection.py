@@ -780,25 +780,31 @@ def resolve_auto(
                     yield from pool.map(lambda f: fit_fold(f, threads[f]), group)
 
     def at(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
-           stage: str, prefix: str, n_rounds: int):
-        """Teacher (and ``n_rounds`` SD rounds) at one lam on every fold."""
-        Ps = {n: np.zeros((N, K)) for n in names[:n_rounds + 1]}
+           stage: str, prefix: str, n_rounds: int, from_round: int | None = None):
+        """Teacher (and ``n_rounds`` SD rounds) at one lam on every fold, each fold
+        warm-started from ``W_prev[f]``; with ``from_round = s`` each fold's chain is
+        continued from its round ``s`` (weights ``W_prev[f]``): rounds ``s+1 ..
+        n_rounds`` only."""
+        fitted = names[:n_rounds + 1] if from_round is None else names[from_round + 1:
+                                                                        n_rounds + 1]
+        Ps = {n: np.zeros((N, K)) for n in fitted}
         Ws, W_last = [], []
 
         def fit_fold(f: int, n_threads: int) -> list:
             tr = rows_of(folds[f][0])
+            warm = ({"teacher_W": None if W_prev is None else W_prev[f]}
+                    if from_round is None else {"start": (from_round, W_prev[f])})
             return _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
                                  max_iter=2000, basis=basis_of(f, tr, n_threads),
-                                 teacher_W=None if W_prev is None else W_prev[f],
-                                 n_threads=n_threads)
+                                 n_threads=n_threads, **warm)
 
         for (_, va), fits in zip(folds, each_fold(fit_fold)):
             Ws.append(fits[0].W)
             W_last.append(fits[-1].W)
             for nf in fits:
                 Ps[nf.name][va] = nf.predict_proba(X[va])
-            tick(n_rounds + 1)
+            tick(len(fitted))
         scored = {n: scorer(P) for n, P in Ps.items()}
         if stage == "screen":
             screen_P[lam] = Ps["teacher"]
@@ -874,8 +880,7 @@ def resolve_auto(
         # folds, flag with both precision and recall (the pooled cut), and that set
         # prunes the folds of the refine stage and the final fit alike
         _, _, Pc, _, _, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
-                            lambda P: float(np.mean(P.argmax(axis=1) == y)), "clean",
-                            "pruned-", 0)
+                               _given_accuracy(y), "clean", "pruned-", 0)
         P_clean = Pc["teacher"]
         keep = ~flag_mask(P_clean, y, rule=AUTO_KEEP_CUT)
     else:
@@ -908,26 +913,11 @@ def resolve_auto(
         for n, P in Ps.items():
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
         n_sd = min(rounds, AUTO_MAX_ROUNDS)
-        rest = names[n1 + 1:n_sd + 1]
-        if rest:   # continue each fold's chain from its last round at lam_ref
-            Pm = {n: np.zeros((N, K)) for n in rest}
-
-            def continue_fold(f: int, n_threads: int) -> list:
-                trk = folds[f][0][keep[folds[f][0]]]
-                return _self_distill(X[trk], y[trk], lam=lam_ref, rounds=n_sd, pll=False,
-                                     pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                     max_iter=2000, basis=basis_of(f, trk, n_threads),
-                                     start=(n1, W_sd[f]), n_threads=n_threads)
-
-            for (_, va), fits in zip(folds, each_fold(continue_fold)):
-                for nf in fits:
-                    Pm[nf.name][va] = nf.predict_proba(X[va])
-                tick(len(rest))
+        if names[n1 + 1:n_sd + 1]:   # continue each fold's chain at lam_ref
+            _, _, Pm, scored, _, _ = at(lam_ref, lambda tr: tr[keep[tr]], W_sd, score_of,
+                                        "refine", "pruned-", n_sd, from_round=n1)
             for n, P in Pm.items():
-                sc = score_of(P)
-                cands[(lam_ref, "pruned-" + n)] = (sc, P)
-                path.append({"stage": "refine", "lam": lam_ref, "model": "pruned-" + n,
-                             "score": sc})
+                cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
     # 3. choose: best score; ties go to the earlier (simpler) candidate
     (lam_best, model), (s_best, P_best) = max(cands.items(), key=lambda kv: kv[1][0])
     pruned = model.startswith("pruned-")
