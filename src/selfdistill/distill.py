@@ -272,9 +272,10 @@ def _self_distill(
     """:func:`self_distill` behind the door: trusted inputs, one chain for every caller.
 
     ``restarts`` is passed to each fit (see :func:`~selfdistill.fit_softmax`).
-    ``start=(s, W)`` continues a chain whose round ``s`` (``sd-s``) has weights ``W``: only
-    rounds ``s+1 .. rounds`` are fitted and returned (no teacher, no PLL). ``n_threads``
-    is each fit's (and the basis's) thread count: the numbers do not depend on it.
+    ``start=(s, W)`` continues a chain whose round ``s`` (the teacher for 0, else
+    ``sd-s``) has weights ``W``: only rounds ``s+1 .. rounds`` are fitted and returned (no
+    teacher, no PLL). ``n_threads`` is each fit's (and the basis's) thread count: the
+    numbers do not depend on it.
     """
     K = n_classes or int(np.max(y)) + 1
     if basis is None:
