@@ -250,7 +250,10 @@ def test_sweep_survives_20_random_sigkills(tmp_path, digits):
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         before = count_points(db)
-        if kills >= 20 and before >= N_KILL_POINTS - 2:
+        # stop once both goals are met: a child started with only a few points left may
+        # finish them between its start and the kill (nothing wrong: the test then
+        # loses the final run it checks)
+        if kills >= 20 and mid_run >= 10:
             break
         proc = ctx.Process(target=_sweep_child, args=(str(cfg), str(out)))
         proc.start()

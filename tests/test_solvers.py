@@ -111,6 +111,33 @@ def test_soft_targets_and_shared_basis(digits):
     assert a.converged and a.objective == pytest.approx(b.objective, rel=1e-10)
 
 
+@pytest.mark.parametrize("wide", [False, True])
+def test_basis_of_rows_reaches_the_same_optimum(digits, wide):
+    """A fold borrowing the whole X's basis fits the same model as with its own."""
+    X, y = digits.X_train, digits.y_train
+    if wide:  # d > N: the basis comes from the N x N Gram matrix
+        X, y = X[:40], y[:40]
+    rows = np.random.default_rng(0).permutation(X.shape[0])[: int(0.8 * X.shape[0])]
+    sub = SpectralBasis.from_features(X).of_rows(rows)
+    assert not sub.exact and sub.XV.shape[0] == len(rows)
+    # s2 is the diagonal of V^T G V: its sum is the trace of the rows' Gram matrix
+    assert sub.s2.sum() == pytest.approx(np.sum(X[rows].astype(np.float64) ** 2), rel=1e-10)
+    W1, a = fit_softmax(X[rows], y[rows], lam=1e-2, basis=sub, tol=1e-8)
+    W2, b = fit_softmax(X[rows], y[rows], lam=1e-2, tol=1e-8)
+    assert a.converged and a.objective == pytest.approx(b.objective, rel=1e-10)
+    np.testing.assert_allclose(W1, W2, atol=1e-5 * np.abs(W2).max())
+
+
+def test_borrowed_basis_is_no_spectrum(digits):
+    from selfdistill.theory.linear import GramSpectrum
+
+    sub = SpectralBasis.from_features(digits.X_train).of_rows(np.arange(100))
+    with pytest.raises(ValueError, match="singular basis"):
+        GramSpectrum.from_basis(sub)
+    with pytest.raises(ValueError, match="rotate=True"):
+        SpectralBasis.from_features(digits.X_train, rotate=False).of_rows(np.arange(5))
+
+
 def test_d_greater_than_n():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(30, 80))

@@ -262,12 +262,14 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         auto = None
         rows = None
         teacher_W = None
+        # the basis of X, borrowed by the cross-validation folds and the final fits
+        basis = SpectralBasis.from_features(X)
         if self.lam == "auto" and mode == "auto":
             # the one resolution of "auto", the same as `selfdistill fit --lam auto`
             auto = resolve_auto(
                 X, y_enc, lams=[check_lam(v, name="lam_grid entry") for v in self.lam_grid],
                 rounds=rounds, pll=pll, n_classes=K, pll_loss=self.pll_loss, q=self.q,
-                seed=self._seed())
+                seed=self._seed(), basis=basis)
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)
@@ -279,7 +281,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             sel = cross_validate_pipeline(
                 X, y_enc, lams=lams, rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=self.pll_loss, q=self.q, n_splits=self.cv, seed=self._seed(),
-                tol=max(self.tol, CV_TOL),
+                tol=max(self.tol, CV_TOL), basis=basis,
                 select_models=None if mode == "auto" else [
                     "pll" if pll else names[-1] if mode == "sd" else "teacher"],
             )
@@ -300,7 +302,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         fits = _self_distill(
             Xf, yf, lam=self.lam_, rounds=rounds, pll=pll, pll_loss=self.pll_loss,
             q=float(self.q), n_classes=K, tol=float(self.tol), max_iter=int(self.max_iter),
-            basis=SpectralBasis.from_features(Xf), teacher_W=teacher_W,
+            basis=basis if rows is None else basis.of_rows(rows), teacher_W=teacher_W,
         )
         if rows is not None:  # fitted without the flagged rows (docs/selection.md)
             fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]

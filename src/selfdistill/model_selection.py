@@ -264,12 +264,14 @@ def cross_validate_pipeline(
     select_models: Sequence[str] | None = None,
     race: float | None = 4.0,
     progress: Callable[[int, int], None] | None = None,
+    basis: SpectralBasis | None = None,
 ) -> CVSelection:
     """Stratified K-fold CV of the whole pipeline for each lam, scored on the given labels.
 
-    Each fold fits teacher, SD rounds and PLL on the other folds for every lam (one
-    spectral basis per fold, shared by all lams and rounds) and scores every model on
-    the held-out rows. Only ``y`` is read: clean labels never enter.
+    Each fold fits teacher, SD rounds and PLL on the other folds for every lam (the
+    folds share the spectral basis of X, :meth:`~selfdistill.solvers.SpectralBasis.of_rows`)
+    and scores every model on the held-out rows. Only ``y`` is read: clean labels never
+    enter.
 
     Parameters
     ----------
@@ -299,6 +301,8 @@ def cross_validate_pipeline(
         cannot be selected). 4 standard errors make a wrong drop very unlikely; it
         mostly saves the slow, clearly overfitting small lam. ``None`` fits all.
     progress : callable ``(done, total)``, optional
+    basis : SpectralBasis, optional
+        Of all of X (computed here otherwise).
 
     Returns
     -------
@@ -330,16 +334,18 @@ def cross_validate_pipeline(
     keep = list(range(len(names))) if select_models is None else [
         names.index(m) for m in select_models]
     seen = np.zeros(N, dtype=bool)
+    if basis is None:
+        basis = SpectralBasis.from_features(X)
     for f, (tr, va) in enumerate(folds):
         Xtr = X[tr]
-        basis = SpectralBasis.from_features(Xtr)
+        fold_basis = basis.of_rows(tr)
         Xva = np.asarray(X[va], dtype=np.float64)
         for a in order:
             if a not in active:
                 continue
             fits = _self_distill(Xtr, y[tr], lam=lams[a], rounds=rounds, pll=pll,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                 max_iter=2000, basis=basis)
+                                 max_iter=2000, basis=fold_basis)
             for b, nf in enumerate(fits):
                 weights[a, b, f] = nf.W
                 correct[a, b, va] = np.argmax(Xva @ nf.W.T, axis=1) == y[va]
@@ -663,6 +669,7 @@ def resolve_auto(
     tol: float = AUTO_TOL,
     score: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    basis: SpectralBasis | None = None,
 ) -> AutoSelection:
     """Choose lam, whether to prune, and the model, from the given labels only.
 
@@ -705,6 +712,9 @@ def resolve_auto(
     score : {"corrected", "kept"}, optional
         Default :data:`AUTO_SCORE`.
     progress : callable ``(done, total)``, optional
+    basis : SpectralBasis, optional
+        Of all of X (computed here otherwise): every fold's fits borrow it
+        (:meth:`~selfdistill.solvers.SpectralBasis.of_rows`).
 
     Returns
     -------
@@ -742,18 +752,22 @@ def resolve_auto(
         if progress is not None:
             progress(min(done, total), total)
 
-    # each fold's spectral basis serves every lam and round fitted on the same rows (the
-    # screen's lam path; the refine's); kept for one row set per fold at a time, and only
-    # while the folds' bases take at most AUTO_BASIS_CACHE_BYTES together
+    # every fold's fits borrow the basis of all of X (its rows of XV: no factorisation
+    # per row set, 10 % of auto's time on BANKING77); a fold's rows serve every lam and
+    # round fitted on the same rows (the screen's lam path; the refine's), kept for one
+    # row set per fold at a time, and only while X's and the folds' rotated features
+    # take at most AUTO_BASIS_CACHE_BYTES together (above it each fit computes its own)
     bases: dict[int, tuple[bytes, SpectralBasis]] = {}
     cache = n_splits * N * X.shape[1] * 8 <= AUTO_BASIS_CACHE_BYTES
+    if cache and (basis is None or basis.XV is None):
+        basis = SpectralBasis.from_features(X)
 
-    def basis_of(f: int, rows: np.ndarray, n_threads: int) -> SpectralBasis | None:
+    def basis_of(f: int, rows: np.ndarray) -> SpectralBasis | None:
         if not cache:
             return None
         key = hashlib.blake2b(rows.tobytes(), digest_size=16).digest()
         if f not in bases or bases[f][0] != key:
-            bases[f] = (key, SpectralBasis.from_features(X[rows], n_threads=n_threads))
+            bases[f] = (key, basis.of_rows(rows))
         return bases[f][1]
 
     # the folds are fitted side by side, each on its share of the CPUs: the same numbers
@@ -796,7 +810,7 @@ def resolve_auto(
                     if from_round is None else {"start": (from_round, W_prev[f])})
             return _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
-                                 max_iter=2000, basis=basis_of(f, tr, n_threads),
+                                 max_iter=2000, basis=basis_of(f, tr),
                                  n_threads=n_threads, **warm)
 
         for (_, va), fits in zip(folds, each_fold(fit_fold)):

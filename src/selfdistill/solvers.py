@@ -159,11 +159,45 @@ class SpectralBasis:
     XV : ndarray of shape (N, r) or None
         ``X V = U S``, the rotated features (float64); None for a basis built with
         ``rotate=False``, which is all a ``low_memory`` fit needs.
+    exact : bool
+        True for a singular basis of these rows (:meth:`from_features`); False for one
+        borrowed from a superset of the rows (:meth:`of_rows`), where ``s2`` is only the
+        diagonal of ``V^T X^T X V``: a rotation and preconditioner for the solver, which
+        converges to the same minimiser on either, but not a spectrum for the theory.
     """
 
     V: np.ndarray
     s2: np.ndarray
     XV: np.ndarray | None
+    exact: bool = True
+
+    def of_rows(self, rows: np.ndarray) -> SpectralBasis:
+        """A basis for fits on the rows ``rows`` of this basis's X, without a new factorisation.
+
+        Keeps ``V`` and takes the rows of ``XV``; ``s2`` becomes the squared column norms
+        of those rows (``exact=False``). The rows of a random or pruned subset are spread
+        like the whole, so ``V`` nearly diagonalises their Gram matrix too and the
+        solver's preconditioner works as well (measured: the same L-BFGS steps within a
+        few percent on BANKING77's cross-validation folds), while each fold skips its
+        Gram matrix, eigendecomposition and rotation.
+
+        Parameters
+        ----------
+        rows : ndarray of int or bool
+            Rows of the X this basis was computed from.
+
+        Examples
+        --------
+        >>> X = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+        >>> sub = SpectralBasis.from_features(X).of_rows(np.array([0, 1]))
+        >>> sub.exact, round(float(sub.s2.sum()), 6)   # trace of X[:2]^T X[:2]
+        (False, 5.0)
+        """
+        if self.XV is None:
+            raise ValueError("of_rows needs the rotated features (a basis built with "
+                             "rotate=True)")
+        XV = self.XV[rows]
+        return SpectralBasis(V=self.V, s2=np.einsum("ij,ij->j", XV, XV), XV=XV, exact=False)
 
     @classmethod
     def from_features(cls, X: np.ndarray, *, n_threads: int | None = None,

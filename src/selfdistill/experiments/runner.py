@@ -334,8 +334,11 @@ def run_pipeline(
     if isinstance(lam, str):
         if lam != "auto":
             raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
+        if basis is None:  # shared by the folds and the final fits (of_rows)
+            basis = SpectralBasis.from_features(X)
         auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
+                            basis=basis,
                             **({} if n_splits is None else {"n_splits": n_splits}))
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
@@ -348,19 +351,22 @@ def run_pipeline(
     else:
         lam_value = float(lam)
         if select or issues:
+            if basis is None:  # shared by the folds and the final fits (of_rows)
+                basis = SpectralBasis.from_features(X)
             cv = cross_validate_pipeline(
                 X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=pll_loss, q=q, n_splits=3 if n_splits is None else n_splits,
-                seed=noise_seed,
-                tol=max(tol, CV_TOL), progress=cv_progress)
+                seed=noise_seed, tol=max(tol, CV_TOL), progress=cv_progress, basis=basis)
             cv_scores = dict(zip(cv.models, cv.scores[0]))
             oof = cv.oof_proba(X)
             selected = cv.best_model if select else None
         else:
             selected = None
     Xf, yf = (X, y_given) if train_rows is None else (X[train_rows], y_given[train_rows])
-    if basis is None or train_rows is not None:  # a given basis is of all rows
+    if basis is None:
         basis = SpectralBasis.from_features(Xf)
+    elif train_rows is not None:  # a given basis is of all rows: borrow it
+        basis = basis.of_rows(train_rows)
     fits = self_distill(Xf, yf, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss,
                         q=q, n_classes=K, tol=tol, max_iter=max_iter, basis=basis,
                         progress=progress, teacher_W=teacher_W)

@@ -71,7 +71,11 @@ class GramSpectrum:
         """Reuse the solver's factorisation (``XV = Us S``) instead of a second SVD.
 
         Eigenvalues below ``rtol * mu_max`` are dropped (their ``a`` is ~0 anyway).
+        The basis must be a singular basis of its rows (``basis.exact``).
         """
+        if not basis.exact:
+            raise ValueError("from_basis needs a singular basis of the features "
+                             "(SpectralBasis.from_features), not one borrowed with of_rows")
         s2 = np.asarray(basis.s2, dtype=np.float64)
         keep = s2 > rtol * (s2.max() if s2.size else 0.0)
         return cls(Us=basis.XV[:, keep] / np.sqrt(s2[keep]), mu=s2[keep])
