@@ -50,7 +50,15 @@ def step_costs(basis, T: np.ndarray, lam: float, n_threads: int | None = None
     element-wise work (trial logits, softmax, loss, gradient, slope), paid per line-search
     trial.
     """
-    from .solvers import _n_blocks, _n_threads, _NumpyOps, _pool, _preconditioner, _single_blas
+    from .solvers import (
+        _Logits,
+        _n_blocks,
+        _n_threads,
+        _NumpyOps,
+        _pool,
+        _preconditioner,
+        _single_blas,
+    )
 
     N, K = T.shape
     n_threads = _n_threads(n_threads)
@@ -68,8 +76,9 @@ def step_costs(basis, T: np.ndarray, lam: float, n_threads: int | None = None
                 return dZ32[sl].T @ ops.Xs32[sl]
             ops._map(work)
 
-        Z = rng.standard_normal((N, K))
+        Z = _Logits(rng.standard_normal((N, K)), np.zeros(N))
         Zd = rng.standard_normal((N, K))
+        Z.lse[:] = np.log(np.exp(Z.Z).sum(axis=1))  # the row log-sum-exp a point carries
 
         def evaluation() -> None:  # as in a fit: the trial's buffers are reused
             _, _, dZ, Zt = ops.trial(Z, Zd, 0.5)

@@ -50,7 +50,8 @@ def softmax(Z: np.ndarray) -> np.ndarray:
 
 def logit_loss_grad(
     Z: np.ndarray, T: np.ndarray, q: float = 0.0, n_total: int | None = None,
-    out: np.ndarray | None = None,
+    out: np.ndarray | None = None, *, shift: np.ndarray | None = None,
+    lse: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray]:
     """Data term ``(1/N) sum_i sum_k T_ik ell(P_ik)`` and its gradient in the logits.
 
@@ -64,11 +65,21 @@ def logit_loss_grad(
         0 for cross-entropy, in (0, 1] for GCE.
     n_total : int, optional
         The N to divide by (default ``Z.shape[0]``); a block of rows passes the full N
-        so that the blocks' values and gradients add up to the whole.
+        so that the blocks' values and gradients add up to the whole, and the solver
+        passes 1 and divides its (small) sums instead of the N x K gradient.
     out : ndarray of shape (N, K), optional
         Where to write ``dZ`` (dtype of ``Z``, not overlapping ``Z`` or ``T``); the
         solver passes buffers it reuses across line-search trials. Same numbers as
         without it.
+    shift : ndarray of shape (N,), optional
+        Per-row numbers subtracted before the exponential instead of the row maximum
+        (a pass over Z fewer): the solver passes the row log-sum-exp of the nearby
+        point a trial starts from, within a few units of the maximum. Rows where it is
+        far off (an exponential overflows, or all underflow) are redone with their
+        maximum. The same values to rounding.
+    lse : ndarray of shape (N,), optional
+        Where to write the rows' log-sum-exp ``log sum_k exp(Z_ik)`` (the next trial's
+        ``shift``).
 
     Returns
     -------
@@ -81,9 +92,9 @@ def logit_loss_grad(
     Notes
     -----
     Written for speed (it runs once per solver step on an N x K array): a handful of
-    passes over the array, in place where possible. With ``m_i = max_k Z_ik`` and
-    ``l_i = log sum_k exp(Z_ik - m_i)``, CE is
-    ``(1/N) sum_i (m_i + l_i - sum_k T_ik Z_ik)`` (rows of T sum to 1).
+    passes over the array, in place where possible, row sums as matrix-vector
+    products. With a shift ``c_i`` and ``s_i = sum_k exp(Z_ik - c_i)``, CE is
+    ``(1/N) sum_i (c_i + log s_i - sum_k T_ik Z_ik)`` (rows of T sum to 1).
 
     Examples
     --------
@@ -92,26 +103,45 @@ def logit_loss_grad(
     (0.693147, [[-0.5, 0.5]])
     """
     N = Z.shape[0] if n_total is None else n_total
-    m = Z.max(axis=1, keepdims=True)
-    E = np.subtract(Z, m, out=out)
-    np.exp(E, out=E)
-    s = E.sum(axis=1, keepdims=True)
-    E /= s  # E is now P
+    ones = np.ones(Z.shape[1], dtype=Z.dtype)
+    c = Z.max(axis=1) if shift is None else shift
+    E = np.subtract(Z, c[:, None], out=out)
+    with np.errstate(over="ignore", under="ignore"):  # far rows: redone just below
+        np.exp(E, out=E)
+    s = E @ ones
+    if shift is not None:
+        far = ~((s > _SUM_FLOOR) & (s < np.inf))  # NaN rows too: redone, NaN again
+        if far.any():
+            c = c.copy()
+            c[far] = Z[far].max(axis=1)
+            E[far] = np.exp(Z[far] - c[far, None])
+            s[far] = E[far] @ ones
+    E *= (1.0 / s)[:, None]  # E is now P
+    if lse is not None:
+        np.log(s, out=lse)
+        lse += c
     if q == 0.0:
-        # sum_k T_ik log P_ik = sum_k T_ik Z_ik - m_i - log s_i  (rows of T sum to 1)
+        # sum_k T_ik log P_ik = sum_k T_ik Z_ik - c_i - log s_i  (rows of T sum to 1)
         tz = float(np.vdot(T.ravel(), Z.ravel()))
-        value = (float(np.sum(np.log(s), dtype=np.float64)) + float(np.sum(m, dtype=np.float64))
+        value = (float(np.sum(np.log(s), dtype=np.float64)) + float(np.sum(c, dtype=np.float64))
                  - tz) / N
         E -= T
-        E *= 1.0 / N
+        if N != 1:
+            E *= 1.0 / N
         return value, E
     Pq = np.power(E, q)
     Pq *= T  # T * P^q
     value = (float(np.sum(T, dtype=np.float64)) - float(np.sum(Pq, dtype=np.float64))) / (q * N)
-    E *= Pq.sum(axis=1, keepdims=True)
+    E *= (Pq @ ones)[:, None]
     E -= Pq
-    E *= 1.0 / N
+    if N != 1:
+        E *= 1.0 / N
     return value, E
+
+
+#: Smallest row sum ``sum_k exp(Z_ik - shift_i)`` trusted with a given shift: the largest
+#: term is then above e^-461, and terms down to ~e^-700 below it keep full precision.
+_SUM_FLOOR = 1e-200
 
 
 def logit_hvp(P: np.ndarray, dZ: np.ndarray) -> np.ndarray:

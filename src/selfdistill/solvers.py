@@ -307,13 +307,14 @@ class _NumpyOps:
     def _map(self, fn):
         return _map_blocks(self.pool, fn, self.blocks)
 
-    def _take(self) -> tuple[np.ndarray, np.ndarray]:
-        """An (N, K) float64 pair ``(Zt, dZ)`` for a trial or refresh: a released one
-        when there is one, else new. Its contents are overwritten."""
+    def _take(self) -> tuple[_Logits, np.ndarray]:
+        """A pair ``(Zt, dZ)`` for a trial or refresh: logits (with their row
+        log-sum-exp) and an (N, K) float64 gradient; a released one when there is one,
+        else new. Its contents are overwritten."""
         if self._free:
             return self._free.pop()
         shape = (self.N, self.T.shape[1])
-        return np.empty(shape), np.empty(shape)
+        return _Logits(np.empty(shape), np.empty(self.N)), np.empty(shape)
 
     def release(self, Zt, dZ) -> None:
         """Hand back the logits and logit gradient of a trial or refresh nobody holds any
@@ -336,23 +337,34 @@ class _NumpyOps:
         return out
 
     def _trial_block(self, sl, Z, Zd, t, Zt, dZ):
-        """One row block of :meth:`trial`: ``Zt = Z + t Zd``, loss, ``dZ``, slope."""
+        """One row block of :meth:`trial`: ``Zt = Z + t Zd``, loss, ``dZ``, slope.
+
+        The exponentials are shifted by the row log-sum-exp of ``Z`` (no pass for the
+        row maxima), and value, slope and ``dZ`` are left undivided by N: the callers
+        divide their sums, which are small, instead of the N x K gradient.
+        """
         if t == 1.0:  # t * Zd is Zd exactly: one pass fewer, the same bits
-            np.add(Zd[sl], Z[sl], out=Zt[sl])
+            np.add(Zd[sl], Z.Z[sl], out=Zt.Z[sl])
         else:
-            np.multiply(Zd[sl], t, out=Zt[sl])
-            Zt[sl] += Z[sl]
-        v, _ = logit_loss_grad(Zt[sl], self.T[sl], self.q, n_total=self.N, out=dZ[sl])
+            np.multiply(Zd[sl], t, out=Zt.Z[sl])
+            Zt.Z[sl] += Z.Z[sl]
+        v, _ = logit_loss_grad(Zt.Z[sl], self.T[sl], self.q, n_total=1, out=dZ[sl],
+                               shift=Z.lse[sl], lse=Zt.lse[sl])
         return v, float(np.vdot(dZ[sl].ravel(), Zd[sl].ravel()))
+
+    def _summed(self, parts) -> tuple[float, float]:
+        """Value and slope of a trial from its blocks' undivided parts, in block order."""
+        return sum(p[0] for p in parts) / self.N, sum(p[1] for p in parts) / self.N
 
     def trial(self, Z, Zd, t):
         """Logits ``Z + t Zd``, data value, ``dZ`` and the slope ``<dZ, Zd>`` there.
 
         ``dZ`` and the logits are written into a pair from :meth:`release` when one is
-        free (no N x K allocation per trial)."""
+        free (no N x K allocation per trial). ``dZ`` is N times the gradient in the
+        logits: :meth:`grad_change` divides."""
         Zt, dZ = self._take()
         parts = self._map(lambda sl: self._trial_block(sl, Z, Zd, t, Zt, dZ))
-        return sum(p[0] for p in parts), sum(p[1] for p in parts), dZ, Zt
+        return (*self._summed(parts), dZ, Zt)
 
     def direction_trial(self, Z, d, t):
         """``(direction(d), trial(Z, Zd, t))`` in one pass over the row blocks: each
@@ -368,36 +380,51 @@ class _NumpyOps:
             return self._trial_block(sl, Z, Zd, t, Zt, dZ)
 
         parts = self._map(work)
-        return Zd, (sum(p[0] for p in parts), sum(p[1] for p in parts), dZ, Zt)
+        return Zd, (*self._summed(parts), dZ, Zt)
 
     def grad_change(self, dZ_new: np.ndarray, dZ_old: np.ndarray) -> np.ndarray:
-        """``(dZ_new - dZ_old)^T Xs`` (K, r) from float32 matmuls."""
+        """``(dZ_new - dZ_old)^T Xs / N`` (K, r) from float32 matmuls."""
+        parts = np.empty((len(self.blocks), dZ_new.shape[1], self.XV.shape[1]))
 
-        def work(sl):
+        def work(b, sl):
             diff = np.subtract(dZ_new[sl], dZ_old[sl], dtype=np.float32)
-            return diff.T @ self.Xs32[sl]
+            parts[b] = diff.T @ self.Xs32[sl]
 
-        out = np.zeros((dZ_new.shape[1], self.XV.shape[1]))
-        for part in self._map(work):
-            out += part
+        self._map_indexed(work)
+        out = parts.sum(axis=0)  # block order
+        out *= 1.0 / self.N
         return out
 
-    def refresh(self, C: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    def _map_indexed(self, fn):
+        return _map_blocks(self.pool, lambda b: fn(b, self.blocks[b]),
+                           list(range(len(self.blocks))))
+
+    def refresh(self, C: np.ndarray) -> tuple[_Logits, float, np.ndarray, np.ndarray]:
         """Exact float64 ``Z``, data value, ``dZ`` and data gradient ``dZ^T Xs`` at ``C``."""
         Bt = (C * self.dinv_sqrt).T
         Z, dZ = self._take()
 
         def work(sl):
-            Z[sl] = self.XV[sl] @ Bt
-            v, _ = logit_loss_grad(Z[sl], self.T[sl], self.q, n_total=self.N, out=dZ[sl])
+            Z.Z[sl] = self.XV[sl] @ Bt
+            v, _ = logit_loss_grad(Z.Z[sl], self.T[sl], self.q, n_total=1, out=dZ[sl],
+                                   lse=Z.lse[sl])
             return v, dZ[sl].T @ self.XV[sl]
 
         parts = self._map(work)
-        value = sum(p[0] for p in parts)
+        value = sum(p[0] for p in parts) / self.N
         GD = np.zeros_like(C)
         for p in parts:
             GD += p[1]
-        return Z, value, dZ, GD * self.dinv_sqrt
+        return Z, value, dZ, GD * (self.dinv_sqrt / self.N)
+
+
+@dataclass
+class _Logits:
+    """Logits ``Z`` (N, K) of a point of :class:`_NumpyOps` with their row log-sum-exp
+    ``lse`` (N,): the shift of the exponentials of the trials that start there."""
+
+    Z: np.ndarray
+    lse: np.ndarray
 
 
 @dataclass(frozen=True)
