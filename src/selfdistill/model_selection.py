@@ -932,8 +932,12 @@ def resolve_auto(
                                         "refine", "pruned-", n_sd, from_round=n1)
             for n, P in Pm.items():
                 cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
-    # 3. choose: best score; ties go to the earlier (simpler) candidate
-    (lam_best, model), (s_best, P_best) = max(cands.items(), key=lambda kv: kv[1][0])
+    # 3. choose: best score; a later (more flexible) candidate must beat the best so far
+    #    by more than one held-out row (1/N), closer is a tie, kept by the simpler one
+    (lam_best, model), (s_best, P_best) = next(iter(cands.items()))
+    for key, (sc, P) in cands.items():
+        if sc > s_best + 1.0 / N:
+            (lam_best, model), (s_best, P_best) = key, (sc, P)
     pruned = model.startswith("pruned-")
     by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
     # 4. a stiffer teacher's flags join the candidate's when the chosen model is more
