@@ -893,12 +893,12 @@ def resolve_auto(
         # screen's precise per-cell set; its out-of-fold probabilities, from cleaner
         # folds, flag with both precision and recall (the pooled cut), and that set
         # prunes the folds of the refine stage and the final fit alike
-        _, _, Pc, _, _, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
-                               _given_accuracy(y), "clean", "pruned-", 0)
+        _, _, Pc, _, W_clean, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
+                                     _given_accuracy(y), "clean", "pruned-", 0)
         P_clean = Pc["teacher"]
         keep = ~flag_mask(P_clean, y, rule=AUTO_KEEP_CUT)
     else:
-        P_clean = P_screen
+        P_clean, W_clean = P_screen, W_screen
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
 
@@ -919,9 +919,10 @@ def resolve_auto(
     #    rounds continued at the best lam
     if not keep.all():
         n1 = min(rounds, AUTO_PATH_ROUNDS)
+        # warm from the cleaning pass's fits: the same lam on nearly the same rows
         lam_ref, _, Ps, scored, W_ref, W_sd = lam_path(
             lambda tr: tr[keep[tr]], [lam_screen] + [v for v in grid if v < lam_screen],
-            W_screen,
+            W_clean,
             score_of, "refine", "pruned-", n1, widen_down=False)
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():
