@@ -174,11 +174,12 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-24); cleanlab's find time itself varied by "
-               "up to 30% between runs of the same row, so read the seconds as same-row "
-               "ratios. Idle re-timing, seed 0 (ours / cleanlab find / CleanLearning, s): "
-               "sym 0.5 4.8 / 5.9 / 8.5, asym 0.4 6.3 / 5.8 / 7.1, cc 0.5 6.5 / 5.7 / "
-               "7.2, idn 0.2 9.1 / 9.1 / 10.6, text 0.3 7.5 / 7.3 / 9.5.")
+               "nothing else running (2026-11-24, fourth session); cleanlab's find time "
+               "itself varied by up to 30% between runs of the same row (idn 0.2 seed 1: "
+               "6.1 s here, 7-8 s in other runs), so read the seconds as same-row ratios. "
+               "Idle re-timing, seed 0 (ours / cleanlab find / CleanLearning, s): "
+               "sym 0.5 5.5 / 5.9 / 8.4, asym 0.4 5.1 / 5.7 / 7.1, cc 0.5 6.2 / 6.7 / "
+               "8.2, idn 0.2 8.1 / 8.2 / 9.8, text 0.3 6.9 / 7.7 / 9.7.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
