@@ -257,3 +257,28 @@ def test_auto_gives_the_same_numbers_with_folds_side_by_side_or_one_by_one(asym_
     assert (side.lam, side.best_model, side.path) == (one.lam, one.best_model, one.path)
     np.testing.assert_array_equal(side.oof_proba, one.oof_proba)
     np.testing.assert_array_equal(side.teacher_W, one.teacher_W)
+
+
+def test_folds_borrow_the_basis_of_all_rows(digits, monkeypatch):
+    """auto and the fixed-lam CV factorise X once (or not at all when given its basis):
+    every fold's fits borrow it (SpectralBasis.of_rows)."""
+    from selfdistill import model_selection, solvers
+
+    X, y = digits.X_train[:400], digits.y_train[:400]
+    made = []
+    real = solvers.SpectralBasis.from_features.__func__
+
+    def counting(cls, *a, **k):
+        made.append(a[0].shape[0])
+        return real(cls, *a, **k)
+
+    monkeypatch.setattr(solvers.SpectralBasis, "from_features", classmethod(counting))
+    model_selection.resolve_auto(X, y, lams=[1e-2, 1e-3], rounds=1, n_classes=10)
+    assert made == [400]
+    basis = real(solvers.SpectralBasis, X)
+    made.clear()
+    model_selection.resolve_auto(X, y, lams=[1e-2, 1e-3], rounds=1, n_classes=10,
+                                 basis=basis)
+    model_selection.cross_validate_pipeline(X, y, lams=[1e-2], rounds=1, pll=False,
+                                            n_classes=10, basis=basis)
+    assert made == []

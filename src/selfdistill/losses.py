@@ -65,8 +65,9 @@ def logit_loss_grad(
         0 for cross-entropy, in (0, 1] for GCE.
     n_total : int, optional
         The N to divide by (default ``Z.shape[0]``); a block of rows passes the full N
-        so that the blocks' values and gradients add up to the whole, and the solver
-        passes 1 and divides its (small) sums instead of the N x K gradient.
+        so that the blocks' values and gradients add up to the whole; the solver's
+        stored path passes 1 and divides its (small) sums instead of the N x K
+        gradient.
     out : ndarray of shape (N, K), optional
         Where to write ``dZ`` (dtype of ``Z``, not overlapping ``Z`` or ``T``); the
         solver passes buffers it reuses across line-search trials. Same numbers as
@@ -79,7 +80,7 @@ def logit_loss_grad(
         maximum. The same values to rounding.
     lse : ndarray of shape (N,), optional
         Where to write the rows' log-sum-exp ``log sum_k exp(Z_ik)`` (the next trial's
-        ``shift``).
+        ``shift``); it may be the ``shift`` array itself.
 
     Returns
     -------
@@ -87,7 +88,7 @@ def logit_loss_grad(
         Accumulated in float64.
     dZ : ndarray of shape (N, K)
         Gradient of the value with respect to ``Z`` (``out``, or a new array of the
-        dtype of ``Z``).
+        dtype of ``Z - shift``).
 
     Notes
     -----
@@ -110,21 +111,22 @@ def logit_loss_grad(
         np.exp(E, out=E)
     s = E @ ones
     if shift is not None:
-        far = ~((s > _SUM_FLOOR) & (s < np.inf))  # NaN rows too: redone, NaN again
+        far = ~((s > _SUM_FLOOR) & (s < _SUM_CEIL))  # NaN rows too: redone, NaN again
         if far.any():
             c = c.copy()
             c[far] = Z[far].max(axis=1)
             E[far] = np.exp(Z[far] - c[far, None])
             s[far] = E[far] @ ones
     E *= (1.0 / s)[:, None]  # E is now P
-    if lse is not None:
-        np.log(s, out=lse)
-        lse += c
+    log_s = np.log(s)
     if q == 0.0:
         # sum_k T_ik log P_ik = sum_k T_ik Z_ik - c_i - log s_i  (rows of T sum to 1)
         tz = float(np.vdot(T.ravel(), Z.ravel()))
-        value = (float(np.sum(np.log(s), dtype=np.float64)) + float(np.sum(c, dtype=np.float64))
+        value = (float(np.sum(log_s, dtype=np.float64)) + float(np.sum(c, dtype=np.float64))
                  - tz) / N
+    if lse is not None:  # after the last read of c: lse may be the shift array
+        np.add(log_s, c, out=lse)
+    if q == 0.0:
         E -= T
         if N != 1:
             E *= 1.0 / N
@@ -139,9 +141,11 @@ def logit_loss_grad(
     return value, E
 
 
-#: Smallest row sum ``sum_k exp(Z_ik - shift_i)`` trusted with a given shift: the largest
-#: term is then above e^-461, and terms down to ~e^-700 below it keep full precision.
+#: Row sums ``sum_k exp(Z_ik - shift_i)`` trusted with a given shift: above the floor the
+#: largest term is above e^-461 (terms down to ~e^-700 keep full precision); below the
+#: ceiling ``1 / s`` is a normal number.
 _SUM_FLOOR = 1e-200
+_SUM_CEIL = 1e300
 
 
 def logit_hvp(P: np.ndarray, dZ: np.ndarray) -> np.ndarray:

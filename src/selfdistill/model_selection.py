@@ -41,8 +41,9 @@ construction. ``z = 0`` (the default) picks the plain best.
 
 Cost
 ----
-Each fold computes its :class:`~selfdistill.solvers.SpectralBasis` once and reuses it
-for every lam and every round; only the weights of each fold model are kept
+The folds borrow the :class:`~selfdistill.solvers.SpectralBasis` of all of X
+(:meth:`~selfdistill.solvers.SpectralBasis.of_rows`: no factorisation per fold) for
+every lam and every round; only the weights of each fold model are kept
 (``(L, M, folds, K, d)``), so out-of-fold probabilities of any candidate cost one
 matrix product (:meth:`CVSelection.oof_proba`), independent of N in memory.
 Racing (``race``): after each fold a lam whose best model already trails the best
@@ -334,7 +335,7 @@ def cross_validate_pipeline(
     keep = list(range(len(names))) if select_models is None else [
         names.index(m) for m in select_models]
     seen = np.zeros(N, dtype=bool)
-    if basis is None:
+    if basis is None or basis.XV is None:
         basis = SpectralBasis.from_features(X)
     for f, (tr, va) in enumerate(folds):
         Xtr = X[tr]
@@ -418,7 +419,7 @@ AUTO_MAX_ROUNDS = 2
 #: ``"corrected"`` (clean accuracy implied by the held-out confusion and estimated T).
 AUTO_SCORE = "corrected"
 #: Largest total size of the fold bases kept between the fits of ``auto`` (the folds'
-#: rotated features in float64; above it each fit recomputes its basis).
+#: rows of the rotated features in float64; above it each fit takes its rows again).
 AUTO_BASIS_CACHE_BYTES = 2 * 1024**3
 #: Flag rule (:func:`~selfdistill.issues.flag_mask`) of the cleaning pass's first, precise
 #: set, cut from the screening teacher's out-of-fold probabilities.
@@ -713,7 +714,8 @@ def resolve_auto(
         Default :data:`AUTO_SCORE`.
     progress : callable ``(done, total)``, optional
     basis : SpectralBasis, optional
-        Of all of X (computed here otherwise): every fold's fits borrow it
+        Of all of X (computed here otherwise, unless the folds' rows exceed
+        ``AUTO_BASIS_CACHE_BYTES``): every fold's fits borrow it
         (:meth:`~selfdistill.solvers.SpectralBasis.of_rows`).
 
     Returns
@@ -763,8 +765,8 @@ def resolve_auto(
         basis = SpectralBasis.from_features(X)
 
     def basis_of(f: int, rows: np.ndarray) -> SpectralBasis | None:
-        if not cache:
-            return None
+        if not cache:  # not kept: each fit takes its rows (or factorises them)
+            return None if basis is None or basis.XV is None else basis.of_rows(rows)
         key = hashlib.blake2b(rows.tobytes(), digest_size=16).digest()
         if f not in bases or bases[f][0] != key:
             bases[f] = (key, basis.of_rows(rows))
@@ -934,7 +936,8 @@ def resolve_auto(
             for n, P in Pm.items():
                 cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
     # 3. choose: best score; a later (more flexible) candidate must beat the best so far
-    #    by more than one held-out row (1/N), closer is a tie, kept by the simpler one
+    #    by more than a fixed margin of 1/N (one row of an accuracy over the N held-out
+    #    rows), closer is a tie, kept by the simpler one
     (lam_best, model), (s_best, P_best) = next(iter(cands.items()))
     for key, (sc, P) in cands.items():
         if sc > s_best + 1.0 / N:

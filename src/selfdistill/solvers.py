@@ -148,14 +148,16 @@ class FitResult:
 
 @dataclass(frozen=True)
 class SpectralBasis:
-    """Right singular basis of the features, shared by every fit on the same X.
+    """Right singular basis of the features, shared by every fit on the same X (or, with
+    ``exact=False``, borrowed from a superset of its rows: :meth:`of_rows`).
 
     Attributes
     ----------
     V : ndarray of shape (d, r)
         Orthonormal right singular vectors (r = rank used, at most min(N, d)).
     s2 : ndarray of shape (r,)
-        Squared singular values (eigenvalues of ``X^T X``), descending.
+        Squared singular values (eigenvalues of ``X^T X``), descending; for a borrowed
+        basis the diagonal of ``V^T X^T X V``, in ``V``'s order.
     XV : ndarray of shape (N, r) or None
         ``X V = U S``, the rotated features (float64); None for a basis built with
         ``rotate=False``, which is all a ``low_memory`` fit needs.
@@ -277,11 +279,13 @@ class _NumpyOps:
 
     The solver keeps the logits ``Z = Xs C^T`` and the gradient ``G`` up to date by
     adding *differences* computed with float32 matmuls (``Xs d^T`` along the search
-    direction, ``(dZ_new - dZ_old)^T Xs`` for the gradient change) to float64
+    direction, ``(dZ_new - dZ_old)^T Xs / N`` for the gradient change) to float64
     accumulators. The rounding error of each update is relative to the update, not to
     ``Z`` or ``G``, so the float32 speed costs no accuracy near the optimum; a full
     float64 recomputation (:meth:`refresh`) removes any drift before convergence is
-    declared.
+    declared. The logit gradients ``dZ`` it hands out are N times the gradient in the
+    logits (the division by N is done on the small sums, not on N x K arrays), and the
+    logits travel with their row log-sum-exp (:class:`_Logits`).
 
     Everything N x K is row-separable, so rows are split into blocks handled by a pool
     of ``n_threads`` Python threads (numpy and single-threaded BLAS release the GIL).
@@ -298,7 +302,7 @@ class _NumpyOps:
         self.pool = pool
         bounds = np.linspace(0, N, n_blocks + 1).astype(int)
         self.blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        self._free: list[tuple[np.ndarray, np.ndarray]] = []  # see release()
+        self._free: list[tuple[_Logits, np.ndarray]] = []  # see release()
         self._Zd: np.ndarray | None = None  # see direction_trial()
         self.Xs32 = np.empty(XV.shape, dtype=np.float32)
         self._map(lambda sl: np.multiply(XV[sl], dinv_sqrt, out=self.Xs32[sl],
@@ -400,7 +404,8 @@ class _NumpyOps:
                            list(range(len(self.blocks))))
 
     def refresh(self, C: np.ndarray) -> tuple[_Logits, float, np.ndarray, np.ndarray]:
-        """Exact float64 ``Z``, data value, ``dZ`` and data gradient ``dZ^T Xs`` at ``C``."""
+        """Exact float64 ``Z`` (with its row log-sum-exp), data value, ``dZ`` (N times the
+        logit gradient, as a trial's) and data gradient ``dZ^T Xs / N`` at ``C``."""
         Bt = (C * self.dinv_sqrt).T
         Z, dZ = self._take()
 
@@ -1087,6 +1092,12 @@ def _fit_softmax(
             stack.enter_context(_single_blas())
         if basis is None:
             basis = SpectralBasis.from_features(X, n_threads=n_threads, rotate=not stream)
+        elif basis.V.shape[0] != X.shape[1] or (basis.XV is not None
+                                                 and basis.XV.shape[0] != N):
+            raise ValueError(
+                f"basis is of features with {basis.V.shape[0]} columns and "
+                f"{'?' if basis.XV is None else basis.XV.shape[0]} rows, X has shape "
+                f"{X.shape}: pass the basis of these rows (SpectralBasis.of_rows)")
         s2, V = basis.s2, basis.V
         B0 = None if W0 is None else np.asarray(W0, dtype=np.float64) @ V
         r = len(s2)

@@ -363,7 +363,7 @@ def run_pipeline(
         else:
             selected = None
     Xf, yf = (X, y_given) if train_rows is None else (X[train_rows], y_given[train_rows])
-    if basis is None:
+    if basis is None or basis.XV is None:
         basis = SpectralBasis.from_features(Xf)
     elif train_rows is not None:  # a given basis is of all rows: borrow it
         basis = basis.of_rows(train_rows)
