@@ -277,3 +277,8 @@ def test_lam_auto_adds_a_stiffer_teachers_flags_under_annotator_noise():
     assert set(alone.indices.tolist()) <= set(united.indices.tolist())
     assert f1(united.indices) >= f1(alone.indices) + 0.05
     check_ranked(united, y)
+    # the final fits leave out only the stiffer teacher's precise per-cell set: more
+    # precise than the union the issues report
+    left_out = np.flatnonzero(~sel.final_rows(y))
+    assert np.array_equal(left_out, np.flatnonzero(flag_mask(sel.flag_proba, y, rule="cells")))
+    assert np.mean(wrong[left_out]) > np.mean(wrong[united.indices])

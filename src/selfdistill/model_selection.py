@@ -503,17 +503,17 @@ class AutoSelection:
         """Rows the final fits use: all (None), or, when a pruned candidate won, all but
         those flagged by its out-of-fold probabilities (``AUTO_KEEP_CUT``; measured
         cleaner than the screen's set), or, when a stiffer teacher's flags joined
-        (``lam_flag``), all but the reported label issues (:meth:`label_issues`, both
-        models' flags; docs/selection.md)."""
+        (``lam_flag``: noise a flexible model learns), all but that teacher's precise
+        per-cell set (``rule="cells"``): the union the label issues report is complete
+        but loose, and a dropped clean row costs more than a kept wrong one
+        (docs/selection.md, "Which models flag")."""
         if not self.pruned:
             return None
         y = np.asarray(y)
-        if self.flag_proba is not None:
-            keep = np.ones(y.size, dtype=bool)
-            keep[self.label_issues(y).indices] = False
-            return keep
         from .issues import flag_mask
 
+        if self.flag_proba is not None:
+            return ~flag_mask(self.flag_proba, y, rule="cells")
         return ~flag_mask(self.oof_proba, y, rule=AUTO_KEEP_CUT)
 
     def flag_probas(self) -> tuple[np.ndarray, ...]:
