@@ -86,8 +86,8 @@ def _why(result: RunResult) -> str:
     if sel:
         rule = html.escape(str(sel.get("rule", sel.get("method", ""))))
         n_out = sel.get("n_left_out", sel.get("n_pruned", 0))
-        by = ("flagged by it or by a stiffer teacher (λ="
-              f"{sel['lam_flag']:g}: the noise looks learnable)"
+        by = ("a stiffer teacher (λ="
+              f"{sel['lam_flag']:g}: the noise looks learnable) flagged most surely"
               if sel.get("lam_flag") is not None else "flagged out of fold")
         pruned = (f" It is fitted without the {n_out} rows {by}." if sel.get("pruned")
                   else "")
