@@ -249,3 +249,17 @@ def test_fit_report_says_which_rows_were_left_out_and_prints_small_lams():
     assert "without the 902 rows flagged out of fold" in _why(res)
     rows = _selection_path(res)["table"][0]
     assert rows[0]["lam"] == "1e-06"
+
+
+def test_fit_report_names_the_cv_figure_it_shows():
+    """Under --lam auto the cv column is the selection's score (e.g. the corrected score,
+    an estimate of clean accuracy), not an accuracy on the given labels; at a fixed lam it
+    is the cross-validated accuracy on the given labels."""
+    from selfdistill.experiments.fit_report import _cv_text
+
+    auto = [{"name": "pruned-teacher", "cv_score": 0.93}]
+    fixed = [{"name": "teacher", "cv_acc_given": 0.61}]
+    legend, header, note = _cv_text(auto)
+    assert header == "cv score %" and "not an accuracy on the given labels" in note
+    assert _cv_text(fixed)[1] == "cv accuracy %"
+    assert "on the given labels" in _cv_text(fixed)[2]

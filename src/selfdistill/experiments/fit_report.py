@@ -51,10 +51,11 @@ def plot_class_noise(names: list[str], rates: np.ndarray, path: str | Path) -> P
 
 
 def plot_model_accuracy(models: list[dict[str, Any]], selected: str, path: str | Path) -> Path:
-    """Grouped bars per model: cross-validated accuracy (given labels) and test accuracy."""
+    """Grouped bars per model: the cross-validated figure (:func:`_cv_text`) and test
+    accuracy."""
     plt = _plt()
     names = [m["name"] for m in models]
-    series = {"cross-validated (given labels)": [_cv(m) for m in models],
+    series = {_cv_text(models)[0]: [_cv(m) for m in models],
               "test set": [m.get("test_acc") for m in models]}
     series = {k: v for k, v in series.items() if any(x is not None for x in v)}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2), 3.6))
@@ -77,6 +78,24 @@ def plot_model_accuracy(models: list[dict[str, Any]], selected: str, path: str |
 
 def _cv(m: dict[str, Any]) -> float | None:
     return m.get("cv_acc_given", m.get("cv_score"))
+
+
+def _cv_text(models: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """What the cv figure of the models is: (legend, column header, note).
+
+    Cross-validation at a fixed lam reports accuracy on the given labels
+    (``cv_acc_given``); ``--lam auto`` reports each candidate's selection score
+    (``cv_score``: by default the clean accuracy implied by the held-out confusion and
+    the estimated noise, which is no accuracy on the given labels).
+    """
+    if any(m.get("cv_acc_given") is not None for m in models):
+        return ("cross-validated (given labels)", "cv accuracy %",
+                "cv: cross-validated accuracy on the given labels (out-of-fold)")
+    return ("selection score (out-of-fold)", "cv score %",
+            "cv score: the out-of-fold score the selection ranked the candidate by (the "
+            "rule above; for the corrected score, the clean accuracy implied by the "
+            "held-out confusion and the estimated noise, not an accuracy on the given "
+            "labels)")
 
 
 def _why(result: RunResult) -> str:
@@ -152,18 +171,17 @@ def write_fit_report(out_dir: str | Path, result: RunResult, training: TrainingI
              "cv": _pct(_cv(m)), "test": _pct(m.get("test_acc")),
              "train": _pct(m.get("train_acc_given")), "iterations": m.get("iterations"),
              "seconds": f"{m.get('seconds', 0.0):.2f}"} for m in result.models]
+    legend, header, note = _cv_text(result.models)
     sections.append({
         "heading": "Accuracy per model",
-        "html": "<p class='note'>cv: cross-validated accuracy on the given labels "
-                "(out-of-fold); test: on the test set's labels; train: on the given training "
-                "labels. * = selected.</p>",
+        "html": f"<p class='note'>{html.escape(note)}; test: on the test set's labels; "
+                "train: on the given training labels. * = selected.</p>",
         "table": (rows, ["model", "cv", "test", "train", "iterations", "seconds"],
-                  ["model", "cv accuracy %", "test accuracy %", "train accuracy (given) %",
+                  ["model", header, "test accuracy %", "train accuracy (given) %",
                    "iterations", "seconds"]),
         "figure": (plot_model_accuracy(result.models, result.selected,
                                        out / "model_accuracy.png"),
-                   "Accuracy per model: cross-validated on the given labels, and on the test "
-                   "set when one was given"),
+                   f"Accuracy per model: {legend}, and on the test set when one was given"),
     })
     path_sec = _selection_path(result)
     if path_sec:
