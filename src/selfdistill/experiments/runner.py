@@ -331,11 +331,11 @@ def run_pipeline(
     cv_progress = (lambda d, t: progress("cv", d, t)) if progress else None
     lam_selection = oof = train_rows = cv_scores = teacher_W = None
     flag_others: tuple[np.ndarray, ...] = ()
+    if isinstance(lam, str) and lam != "auto":
+        raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
+    if basis is None or basis.XV is None:  # shared by the folds and the final fits
+        basis = SpectralBasis.from_features(X)
     if isinstance(lam, str):
-        if lam != "auto":
-            raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
-        if basis is None:  # shared by the folds and the final fits (of_rows)
-            basis = SpectralBasis.from_features(X)
         auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
                             basis=basis,
@@ -351,8 +351,6 @@ def run_pipeline(
     else:
         lam_value = float(lam)
         if select or issues:
-            if basis is None:  # shared by the folds and the final fits (of_rows)
-                basis = SpectralBasis.from_features(X)
             cv = cross_validate_pipeline(
                 X, y_given, lams=[lam_value], rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=pll_loss, q=q, n_splits=3 if n_splits is None else n_splits,
@@ -363,9 +361,7 @@ def run_pipeline(
         else:
             selected = None
     Xf, yf = (X, y_given) if train_rows is None else (X[train_rows], y_given[train_rows])
-    if basis is None or basis.XV is None:
-        basis = SpectralBasis.from_features(Xf)
-    elif train_rows is not None:  # a given basis is of all rows: borrow it
+    if train_rows is not None:  # the basis is of all rows: the final fits borrow theirs
         basis = basis.of_rows(train_rows)
     fits = self_distill(Xf, yf, lam=lam_value, rounds=rounds, pll=pll, pll_loss=pll_loss,
                         q=q, n_classes=K, tol=tol, max_iter=max_iter, basis=basis,
