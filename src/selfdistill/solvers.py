@@ -408,19 +408,17 @@ class _NumpyOps:
         logit gradient, as a trial's) and data gradient ``dZ^T Xs / N`` at ``C``."""
         Bt = (C * self.dinv_sqrt).T
         Z, dZ = self._take()
+        parts = np.empty((len(self.blocks),) + C.shape)
 
-        def work(sl):
+        def work(b, sl):
             Z.Z[sl] = self.XV[sl] @ Bt
             v, _ = logit_loss_grad(Z.Z[sl], self.T[sl], self.q, n_total=1, out=dZ[sl],
                                    lse=Z.lse[sl])
-            return v, dZ[sl].T @ self.XV[sl]
+            parts[b] = dZ[sl].T @ self.XV[sl]
+            return v
 
-        parts = self._map(work)
-        value = sum(p[0] for p in parts) / self.N
-        GD = np.zeros_like(C)
-        for p in parts:
-            GD += p[1]
-        return Z, value, dZ, GD * (self.dinv_sqrt / self.N)
+        value = sum(self._map_indexed(work)) / self.N
+        return Z, value, dZ, parts.sum(axis=0) * (self.dinv_sqrt / self.N)  # block order
 
 
 @dataclass
