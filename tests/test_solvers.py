@@ -125,6 +125,40 @@ def test_deterministic_and_independent_of_threads(digits):
     np.testing.assert_array_equal(W2, W3)
 
 
+def test_map_blocks_order_all_blocks_and_errors():
+    """The pool's workers and the caller share the blocks: results in block order, every
+    block computed once, and a block's exception reaches the caller only after no block
+    runs any more."""
+    import threading
+    import time
+
+    done, names = [], set()
+
+    def fn(b):
+        names.add(threading.current_thread().name)
+        time.sleep(0.001 * (b % 3))
+        done.append(b)
+        return b * b
+
+    with solvers._pool(3) as pool:
+        assert solvers._map_blocks(pool, fn, list(range(20))) == [b * b for b in range(20)]
+        assert sorted(done) == list(range(20)) and len(names) >= 2
+
+        def boom(b):
+            time.sleep(0.002)
+            done.append(b)
+            if b == 4:
+                raise ValueError("block 4")
+            return b
+
+        done.clear()
+        with pytest.raises(ValueError, match="block 4"):
+            solvers._map_blocks(pool, boom, list(range(12)))
+        n = len(done)
+        time.sleep(0.02)
+        assert len(done) == n == 12  # nothing ran on after the call returned
+
+
 def test_soft_targets_and_shared_basis(digits):
     X = digits.X_train
     T = np.full((X.shape[0], 10), 0.02)

@@ -46,12 +46,13 @@ not a broken test; the doors warn about them (:func:`~selfdistill._validation.wa
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -235,7 +236,7 @@ def _feature_blocks(N: int, d: int) -> list[slice]:
     return [slice(i, min(i + step, N)) for i in range(0, N, step)]
 
 
-def _gram_spectrum(X: np.ndarray, pool: ThreadPoolExecutor | None
+def _gram_spectrum(X: np.ndarray, pool: _Workers | None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """``(s2, V)``: eigenvalues (descending, clipped at 0) and eigenvectors of ``X^T X``.
 
@@ -256,7 +257,7 @@ def _gram_spectrum(X: np.ndarray, pool: ThreadPoolExecutor | None
     return np.clip(s2[order], 0.0, None), V[:, order]
 
 
-def _rotate(X: np.ndarray, V: np.ndarray, pool: ThreadPoolExecutor | None) -> np.ndarray:
+def _rotate(X: np.ndarray, V: np.ndarray, pool: _Workers | None) -> np.ndarray:
     """``X V`` (N, r) in float64, row block by row block."""
     XV = np.empty((X.shape[0], V.shape[1]))
 
@@ -600,21 +601,50 @@ def _single_blas() -> contextlib.AbstractContextManager:
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
+class _Workers(ThreadPoolExecutor):
+    """A thread pool that knows its size (:func:`_map_blocks` hands out one task per
+    worker, not one per block)."""
+
+    def __init__(self, n_threads: int) -> None:
+        super().__init__(n_threads)
+        self.n_threads = n_threads
+
+
 def _pool(n_threads: int) -> contextlib.AbstractContextManager:
-    """A thread pool of ``n_threads`` workers, or ``None`` for one."""
+    """A pool of ``n_threads`` workers (:class:`_Workers`), or ``None`` for one."""
     if n_threads > 1:
-        return ThreadPoolExecutor(n_threads)
+        return _Workers(n_threads)
     return contextlib.nullcontext()
 
 
-def _map_blocks(pool: ThreadPoolExecutor | None, fn: Callable, blocks: list) -> list:
-    """``[fn(b) for b in blocks]``, on ``pool`` when there is one; results in block order."""
+def _map_blocks(pool: _Workers | None, fn: Callable, blocks: list) -> list:
+    """``[fn(b) for b in blocks]``, on ``pool`` when there is one; results in block order.
+
+    The calling thread and ``n_threads - 1`` of the pool's workers each take the next
+    block nobody has taken until none is left: one hand-off per worker instead of one
+    per block. Which thread computes a block does not change its result, and the
+    results come back in block order.
+    """
     if pool is None or len(blocks) == 1:
         return [fn(b) for b in blocks]
-    return list(pool.map(fn, blocks))
+    out: list = [None] * len(blocks)
+    take = itertools.count().__next__   # atomic under the GIL
+
+    def drain() -> None:
+        while (i := take()) < len(blocks):
+            out[i] = fn(blocks[i])
+
+    helpers = [pool.submit(drain) for _ in range(min(pool.n_threads, len(blocks)) - 1)]
+    try:
+        drain()
+    finally:
+        wait(helpers)      # no block may still run when the caller moves on
+    for h in helpers:
+        h.result()         # a helper's exception
+    return out
 
 
-def _imap_blocks(pool: ThreadPoolExecutor | None, fn: Callable, blocks: list) -> Iterator:
+def _imap_blocks(pool: _Workers | None, fn: Callable, blocks: list) -> Iterator:
     """``fn(b)`` for each block, yielded in block order as they come.
 
     Sums over many blocks consume the parts one by one instead of holding them all.
