@@ -169,7 +169,8 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
     assert acc[0] > acc[1] + 0.03, acc
     rec = sel.to_dict()
     assert rec["best_model"] == sel.best_model and rec["pruned"] is True
-    assert {p["stage"] for p in rec["path"]} == {"screen", "clean", "choose", "refine"}
+    assert {p["stage"] for p in rec["path"]} == {"screen", "clean", "choose", "refine",
+                                                 "unpruned-sd"}
 
 
 def test_auto_widens_the_grid_when_the_best_lam_is_at_its_edge(asym_digits):

@@ -434,6 +434,13 @@ AUTO_KEEP_CUT = "pooled"
 #: the reported union (BANKING77 idn 0.2 / 0.4 / text 0.3, seeds 0 / 1): -0.3..+1.0
 #: points; the synthetic 150-class set under idn 0.3: +8.7 / +6.9 (docs/selection.md).
 AUTO_STIFF_CUT = "cells"
+#: SD rounds (up to ``AUTO_MAX_ROUNDS``) of the unpruned chain at the screened lam below
+#: the screen's are candidates too (docs/selection.md, "Self-distillation without pruning").
+AUTO_UNPRUNED_SD = True
+#: Noise matrix of the final choice under the corrected score: ``"given-best"``, estimated
+#: from the candidate with the best out-of-fold accuracy on the given labels, or
+#: ``"clean"``, the cleaning pass's estimate that also guides the refine's path.
+AUTO_CHOOSE_T = "given-best"
 
 
 @dataclass(frozen=True, eq=False)
@@ -750,7 +757,7 @@ def resolve_auto(
     n_splits = int(max(2, min(n_splits, N, counts[counts > 0].min() if counts.any() else 2)))
     folds = _stratified_folds(X, y, n_splits, seed)
     names = model_names(rounds, pll)
-    total = n_splits * (len(grid) * 3 + min(rounds, AUTO_MAX_ROUNDS))
+    total = n_splits * (len(grid) * 3 + 2 * min(rounds, AUTO_MAX_ROUNDS))
     done = 0
 
     def tick(n: int = 1) -> None:
@@ -828,7 +835,7 @@ def resolve_auto(
             tick(len(fitted))
         scored = {n: scorer(P) for n, P in Ps.items()}
         if stage == "screen":
-            screen_P[lam] = Ps["teacher"]
+            screen_P[lam], screen_W[lam] = Ps["teacher"], Ws
         for n, sc in scored.items():
             path.append({"stage": stage, "lam": lam, "model": prefix + n, "score": sc})
         return lam, max(scored.values()), Ps, scored, Ws, W_last
@@ -885,6 +892,7 @@ def resolve_auto(
     path: list[dict] = []
     widened: list[float] = []
     screen_P: dict[float, np.ndarray] = {}
+    screen_W: dict[float, list] = {}
 
     # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its
     #    own out-of-fold probabilities imply (their noise estimate), or by accuracy on the
@@ -934,13 +942,38 @@ def resolve_auto(
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
-        n_sd = min(rounds, AUTO_MAX_ROUNDS)
-        if names[n1 + 1:n_sd + 1]:   # continue each fold's chain at lam_ref
+        if names[n1 + 1:min(rounds, AUTO_MAX_ROUNDS) + 1]:   # continue each fold's chain at lam_ref
             _, _, Pm, scored, _, _ = at(lam_ref, lambda tr: tr[keep[tr]], W_sd, score_of,
-                                        "refine", "pruned-", n_sd, from_round=n1)
+                                        "refine", "pruned-", min(rounds, AUTO_MAX_ROUNDS),
+                                        from_round=n1)
             for n, P in Pm.items():
                 cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
-    # 3. choose: best score; a later (more flexible) candidate must beat the best so far
+    # 3. the unpruned chain one screened lam below the screen's: SD rounds average the
+    #    labels of correlated rows, so they suit a more flexible teacher than the one
+    #    that fits the given labels best (docs/selection.md, "Self-distillation without
+    #    pruning"); each fold's chain continues from its screening teacher there
+    n_sd = min(rounds, AUTO_MAX_ROUNDS)
+    below_screen = [v for v in screen_W if v < lam_screen]
+    if AUTO_UNPRUNED_SD and n_sd and below_screen:
+        lam_sd = max(below_screen)
+        _, _, Pu, scored, _, _ = at(lam_sd, lambda tr: tr, screen_W[lam_sd], score_of,
+                                    "unpruned-sd", "", n_sd, from_round=0)
+        for n, P in Pu.items():
+            cands[(lam_sd, n)] = (scored[n], P)
+        W_mean[(lam_sd, False)] = np.mean(screen_W[lam_sd], axis=0)
+    if score == "corrected" and AUTO_CHOOSE_T == "given-best":
+        # the noise matrix behind the choice is estimated again from the candidate that
+        # predicts the given labels best out of fold: a better model's confident joint
+        # is nearer the true one (the cleaning pass's teacher can be far off: 0.52
+        # against 0.30 realised, docs/selection.md)
+        P_fit = max((P for _, P in cands.values()),
+                    key=lambda P: float(np.mean(P.argmax(axis=1) == y)))
+        T_inv = noise_inverse(estimate_noise(P_fit, y).T)
+        for key, (_, P) in list(cands.items()):
+            cands[key] = (score_of(P), P)
+            path.append({"stage": "choose", "lam": key[0], "model": key[1],
+                         "score": cands[key][0]})
+    # 4. choose: best score; a later (more flexible) candidate must beat the best so far
     #    by more than a fixed margin of 1/N (one row of an accuracy over the N held-out
     #    rows), closer is a tie, kept by the simpler one
     (lam_best, model), (s_best, P_best) = next(iter(cands.items()))
@@ -949,7 +982,7 @@ def resolve_auto(
             (lam_best, model), (s_best, P_best) = key, (sc, P)
     pruned = model.startswith("pruned-")
     by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
-    # 4. a stiffer teacher's flags join the candidate's when the chosen model is more
+    # 5. a stiffer teacher's flags join the candidate's when the chosen model is more
     #    flexible and, in the screen, flexibility fitted the given labels better
     lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
     below = [v for v in screen_scores if v < lam_flag]
