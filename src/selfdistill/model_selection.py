@@ -942,44 +942,61 @@ def resolve_auto(
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
-        if names[n1 + 1:min(rounds, AUTO_MAX_ROUNDS) + 1]:   # continue each fold's chain at lam_ref
+        n_sd = min(rounds, AUTO_MAX_ROUNDS)
+        if names[n1 + 1:n_sd + 1]:   # continue each fold's chain at lam_ref
             _, _, Pm, scored, _, _ = at(lam_ref, lambda tr: tr[keep[tr]], W_sd, score_of,
-                                        "refine", "pruned-", min(rounds, AUTO_MAX_ROUNDS),
-                                        from_round=n1)
+                                        "refine", "pruned-", n_sd, from_round=n1)
             for n, P in Pm.items():
                 cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
-    # 3. the unpruned chain one screened lam below the screen's: SD rounds average the
-    #    labels of correlated rows, so they suit a more flexible teacher than the one
-    #    that fits the given labels best (docs/selection.md, "Self-distillation without
-    #    pruning"); each fold's chain continues from its screening teacher there
-    n_sd = min(rounds, AUTO_MAX_ROUNDS)
-    below_screen = [v for v in screen_W if v < lam_screen]
-    if AUTO_UNPRUNED_SD and n_sd and below_screen:
-        lam_sd = max(below_screen)
-        _, _, Pu, scored, _, _ = at(lam_sd, lambda tr: tr, screen_W[lam_sd], score_of,
-                                    "unpruned-sd", "", n_sd, from_round=0)
-        for n, P in Pu.items():
-            cands[(lam_sd, n)] = (scored[n], P)
-        W_mean[(lam_sd, False)] = np.mean(screen_W[lam_sd], axis=0)
-    if score == "corrected" and AUTO_CHOOSE_T == "given-best":
-        # the noise matrix behind the choice is estimated again from the candidate that
-        # predicts the given labels best out of fold: a better model's confident joint
-        # is nearer the true one (the cleaning pass's teacher can be far off: 0.52
-        # against 0.30 realised, docs/selection.md)
+
+    def rescore() -> None:
+        """Score every candidate again with the noise matrix estimated from the one that
+        predicts the given labels best out of fold (``AUTO_CHOOSE_T``): a better model's
+        confident joint is nearer the true one (the cleaning pass's teacher can be far
+        off: 0.52 against 0.30 realised, docs/selection.md)."""
+        nonlocal T_inv
+        if score != "corrected" or AUTO_CHOOSE_T != "given-best":
+            return
         P_fit = max((P for _, P in cands.values()),
                     key=lambda P: float(np.mean(P.argmax(axis=1) == y)))
         T_inv = noise_inverse(estimate_noise(P_fit, y).T)
         for key, (_, P) in list(cands.items()):
             cands[key] = (score_of(P), P)
-            path.append({"stage": "choose", "lam": key[0], "model": key[1],
-                         "score": cands[key][0]})
-    # 4. choose: best score; a later (more flexible) candidate must beat the best so far
-    #    by more than a fixed margin of 1/N (one row of an accuracy over the N held-out
-    #    rows), closer is a tie, kept by the simpler one
-    (lam_best, model), (s_best, P_best) = next(iter(cands.items()))
-    for key, (sc, P) in cands.items():
-        if sc > s_best + 1.0 / N:
-            (lam_best, model), (s_best, P_best) = key, (sc, P)
+
+    def winner() -> tuple[float, str]:
+        """Best score; a later (more flexible) candidate must beat the best so far by more
+        than a fixed margin of 1/N (one row of an accuracy over the N held-out rows),
+        closer is a tie, kept by the simpler one."""
+        key_best, (s_best, _) = next(iter(cands.items()))
+        for key, (sc, _) in cands.items():
+            if sc > s_best + 1.0 / N:
+                key_best, s_best = key, sc
+        return key_best
+
+    # 3. the unpruned chain one screened lam below the screen's: SD rounds average the
+    #    labels of correlated rows, so they suit a more flexible teacher than the one
+    #    that fits the given labels best (docs/selection.md, "Self-distillation without
+    #    pruning"); each fold's chain continues from its screening teacher there, one
+    #    round at a time while the newest round is the best candidate
+    below_screen = [v for v in screen_W if v < lam_screen]
+    if AUTO_UNPRUNED_SD and below_screen:
+        lam_sd = max(below_screen)
+        W_mean[(lam_sd, False)] = np.mean(screen_W[lam_sd], axis=0)
+        W_prev = screen_W[lam_sd]
+        for r in range(1, min(rounds, AUTO_MAX_ROUNDS) + 1):
+            _, _, Pu, scored, _, W_prev = at(lam_sd, lambda tr: tr, W_prev, score_of,
+                                             "unpruned-sd", "", r, from_round=r - 1)
+            for n, P in Pu.items():
+                cands[(lam_sd, n)] = (scored[n], P)
+            rescore()
+            if winner() != (lam_sd, names[r]):
+                break
+    rescore()
+    for (lv, m), (sc, _) in cands.items():
+        path.append({"stage": "choose", "lam": lv, "model": m, "score": sc})
+    # 4. choose (``winner``)
+    lam_best, model = winner()
+    s_best, P_best = cands[(lam_best, model)]
     pruned = model.startswith("pruned-")
     by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
     # 5. a stiffer teacher's flags join the candidate's when the chosen model is more
