@@ -174,14 +174,14 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-24, fourth session; the idn and text rows "
-               "re-run after the last change to the final fit's rows); cleanlab's find "
-               "time itself varied by up to 30% between runs of the same row (idn 0.2 "
-               "seed 0: 6.2-8.2 s), ours by about 5%, so read the seconds as same-row "
-               "ratios. Idle re-timing (ours / cleanlab find / CleanLearning, s), seed 0: "
-               "sym 0.5 5.5 / 5.9 / 8.4, asym 0.4 5.1 / 5.7 / 7.1, cc 0.5 6.2 / 6.7 / "
-               "8.2; ours / find: text 0.3 7.2 / 7.7 (seed 1 7.3 / 7.7), idn 0.4 8.2 / "
-               "8.9 (seed 1 8.7 / 7.7), idn 0.2 8.4 / 6.2.")
+               "nothing else running (2026-11-24, fifth session, with the unpruned SD "
+               "candidates of docs/selection.md steps 4-5); cleanlab's find time itself "
+               "varies by up to 30% between runs of the same row (idn 0.2 seed 0: "
+               "6.2-9.7 s over three runs) and was at the slow end in this run, ours by "
+               "about 5%, so read the seconds as same-row ratios. Ours took 0.6-2.5 s more "
+               "than at the previous stop (SD rounds 1 and 2 of the unpruned chain on five "
+               "folds; fitting sd-2 only after sd-1 won saved 0.5-1.2 s of it on these "
+               "rows but lost the synthetic view 0.5 row, docs/selection.md).")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model

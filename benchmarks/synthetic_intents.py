@@ -28,12 +28,12 @@ find: sym 0.5 90.0 vs 88.2, 95.9 vs 89.5, 7.9 vs 7.4; asym 0.4 88.2 vs 87.7, 92.
 per-cell set; docs/selection.md, "Where it still breaks").
 
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
-selected pruned teacher at 1e-6, 68.3 / 66.3 vs CleanLearning 61.3 / 62.6, F1 68.8 / 65.8
-vs 65.8 / 65.0, 9.1 / 8.8 s vs find 20.7 / 24.0 s, **oracle 81.2 / 80.1 (the unpruned
-chain's sd-2 at 1e-5)**; view 0.5: 42.1 / 44.2 vs 31.6 / 35.9, F1 72.2 / 71.6 vs 68.9 /
-68.2, 7.9 / 8.0 s vs 27.9 / 27.2 s, **oracle 63.2 / 63.1 (same model)**. Ahead of
-cleanlab on all three counts, but 13-21 points below our own best: docs/selection.md,
-"Self-distillation the selection does not see".
+selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
+65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle
+64.5 / 63.1) vs 31.6 / 35.9, F1 82.3 / 80.8 vs 68.9 / 68.2, 14.5 / 14.9 s vs 29.9 / 28.5 s.
+Before the unpruned SD candidates (docs/selection.md, "Self-distillation without
+pruning") the selected model was the pruned teacher at 68.3 / 66.3 and 42.1 / 44.2, 13-21
+points below the oracle.
 """
 
 from __future__ import annotations

@@ -173,6 +173,42 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
                                                  "unpruned-sd"}
 
 
+def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matrix(
+        asym_digits, monkeypatch):
+    """Step 4: the unpruned chain's SD rounds at the screened lam below the screen's are
+    candidates; step 5:
+    every candidate is scored with the noise matrix of the one that predicts the given
+    labels best out of fold."""
+    import selfdistill.model_selection as MS
+    from selfdistill.model_selection import resolve_auto
+
+    ds, y = asym_digits
+    sel = resolve_auto(ds.X_train, y, lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10,
+                       seed=0)
+    sd = [p for p in sel.path if p["stage"] == "unpruned-sd"]
+    assert [p["model"] for p in sd] == ["sd-1", "sd-2"]
+    assert sd[0]["lam"] == max(v for v in sel.screen_scores if v < sel.lam_screen)
+    final = {(p["lam"], p["model"]): p["score"] for p in sel.path
+             if p["stage"] == "choose"}
+    assert (sd[0]["lam"], "sd-1") in final and (sel.lam, sel.best_model) in final
+    assert sel.scores_by_model[sel.best_model] == final[(sel.lam, sel.best_model)]
+    # with the cleaning pass's matrix kept for the choice, the final scores are the
+    # refine's; the given-best matrix moves them
+    refine = {(p["lam"], p["model"]): p["score"] for p in sel.path
+              if p["stage"] == "refine" and (p["lam"], p["model"]) in final}
+    assert refine and any(abs(final[k] - v) > 1e-9 for k, v in refine.items())
+    monkeypatch.setattr(MS, "AUTO_CHOOSE_T", "clean")
+    kept = resolve_auto(ds.X_train, y, lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10,
+                        seed=0)
+    final_kept = {(p["lam"], p["model"]): p["score"] for p in kept.path
+                  if p["stage"] == "choose"}
+    checked = [p for p in kept.path
+               if p["stage"] == "refine" and (p["lam"], p["model"]) in final_kept]
+    assert checked
+    for p in checked:
+        assert final_kept[(p["lam"], p["model"])] == p["score"]
+
+
 def test_auto_widens_the_grid_when_the_best_lam_is_at_its_edge(asym_digits):
     from selfdistill.model_selection import resolve_auto
 
