@@ -1022,7 +1022,7 @@ def resolve_auto(
             for (lv, m), (sc, _) in cands.items():
                 path.append({"stage": "choose", "lam": lv, "model": m, "score": sc})
             lam_best, model = winner()
-    s_best, P_best = cands[(lam_best, model)]
+    P_best = cands[(lam_best, model)][1]
     pruned = model.startswith("pruned-")
     by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
     # 5. a stiffer teacher's flags join the candidate's when the chosen model is more
