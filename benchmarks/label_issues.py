@@ -72,12 +72,35 @@ def test_acc(W: np.ndarray, ds) -> float:
     return float(np.mean(np.argmax(ds.X_test @ W.T.astype(ds.X_test.dtype), 1) == ds.y_test))
 
 
+def weak_annotator_labels(Z, y: np.ndarray, n_classes: int, rate: float,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Labels of a weak annotator on features ``Z`` (its own view of the rows): a
+    ``LogisticRegression`` fitted on 10 % of each class's rows predicts every row, and
+    the ``rate * N`` rows on which it most believes a wrong class are given that class
+    (ties in a random order from ``rng``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    N = len(y)
+    sub = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == k),
+                                             max(1, round(0.1 * np.sum(y == k))),
+                                             replace=False) for k in range(n_classes)]))
+    lr = LogisticRegression(max_iter=2000).fit(Z[sub], y[sub])
+    P = np.zeros((N, n_classes))
+    P[:, lr.classes_] = lr.predict_proba(Z)
+    P[np.arange(N), y] = -1.0
+    wrong = P.argmax(axis=1)
+    belief = P[np.arange(N), wrong]
+    flip = np.lexsort((rng.permutation(N), -belief))[:round(rate * N)]
+    out = y.copy()
+    out[flip] = wrong[flip]
+    return out
+
+
 def text_annotator_labels(ds, rate: float, seed: int) -> np.ndarray:
     """``text:RATE``: the weak TF-IDF annotator's most confident wrong labels."""
     import csv
 
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     with open(TEXT_CSV, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -86,22 +109,8 @@ def text_annotator_labels(ds, rate: float, seed: int) -> np.ndarray:
     y = np.array([names.index(r["category"]) for r in rows])
     if not np.array_equal(y, ds.y_train):
         raise SystemExit("train.csv rows do not line up with the bundled embeddings")
-    rng = np.random.default_rng(seed)
-    sub = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == k),
-                                             max(1, round(0.1 * np.sum(y == k))),
-                                             replace=False) for k in range(len(names))]))
-    tf = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    Z = tf.fit_transform(texts)
-    lr = LogisticRegression(max_iter=2000).fit(Z[sub], y[sub])
-    P = np.zeros((len(y), len(names)))
-    P[:, lr.classes_] = lr.predict_proba(Z)
-    P[np.arange(len(y)), y] = -1.0
-    wrong = P.argmax(axis=1)
-    belief = P[np.arange(len(y)), wrong]
-    flip = np.lexsort((rng.permutation(len(y)), -belief))[:round(rate * len(y))]
-    out = y.copy()
-    out[flip] = wrong[flip]
-    return out
+    Z = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit_transform(texts)
+    return weak_annotator_labels(Z, y, len(names), rate, np.random.default_rng(seed))
 
 
 def noisy_labels(ds, spec: str, seed: int) -> np.ndarray:

@@ -82,13 +82,10 @@ def view_annotator_labels(ds: Dataset, rate: float, seed: int, *, mix: float = 0
     mistakes are plausible confusions of related classes without copying the
     embedding's instance-level geometry. The view's class directions are the
     embedding's (unit) class means, re-drawn in part: ``sqrt(1 - mix) m_k + sqrt(mix)
-    r_k`` with ``r_k`` random unit vectors. A ``LogisticRegression`` on 10 % of each
-    class's rows predicts every row, and the ``rate * N`` rows on which it most believes
-    a wrong class are given that class (with ``mix=0.5, view_noise=3.6`` it is right on
-    ~67 % of the rows).
+    r_k`` with ``r_k`` random unit vectors. The annotator is the ``text`` row's
+    (:func:`label_issues.weak_annotator_labels`; with ``mix=0.5, view_noise=3.6`` it is
+    right on ~67 % of the rows).
     """
-    from sklearn.linear_model import LogisticRegression
-
     rng = np.random.default_rng(1000 + seed)
     y, K = ds.y_train, ds.n_classes
     N, d = ds.X_train.shape
@@ -99,17 +96,7 @@ def view_annotator_labels(ds: Dataset, rate: float, seed: int, *, mix: float = 0
     V = np.sqrt(1 - mix) * M + np.sqrt(mix) * R
     X2 = V[y] + view_noise / np.sqrt(d) * rng.standard_normal((N, d))
     X2 /= np.linalg.norm(X2, axis=1, keepdims=True)
-    sub = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == k),
-                                             max(1, round(0.1 * np.sum(y == k))),
-                                             replace=False) for k in range(K)]))
-    P = LogisticRegression(max_iter=2000).fit(X2[sub], y[sub]).predict_proba(X2)
-    P[np.arange(N), y] = -1.0
-    wrong = P.argmax(axis=1)
-    belief = P[np.arange(N), wrong]
-    flip = np.lexsort((rng.permutation(N), -belief))[:round(rate * N)]
-    out = y.copy()
-    out[flip] = wrong[flip]
-    return out
+    return LI.weak_annotator_labels(X2, y, K, rate, rng)
 
 
 def noisy_labels(ds: Dataset, spec: str, seed: int) -> np.ndarray:

@@ -708,9 +708,9 @@ def resolve_auto(
        drop; ``AUTO_PATH_ROUNDS`` SD rounds walk with it), then SD rounds 1 and 2 at the
        best lam, each fold's chain continued. The unpruned screening teacher stays a
        candidate (clean data: pruning only removes hard rows).
-    4. **SD without pruning.** SD rounds of the unpruned chain at the screened lam just
-       below the screen's, each fold continuing from its screening teacher there; round
-       t + 1 only while round t is the best candidate (``AUTO_UNPRUNED_SD``).
+    4. **SD without pruning.** SD rounds 1 and 2 of the unpruned chain at the screened
+       lam just below the screen's, each fold continuing from its screening teacher
+       there (``AUTO_UNPRUNED_SD``).
     5. **Choose** the candidate with the best ``score`` on the held-out rows:
        ``"corrected"`` (default), the clean accuracy implied by the held-out confusion
        and the noise matrix estimated from the candidate that predicts the given labels
@@ -914,7 +914,7 @@ def resolve_auto(
     screen_scores = {p["lam"]: p["score"] for p in path if p["stage"] == "screen"}
     keep = ~flag_mask(P_screen, y, rule=AUTO_FIRST_CUT)
     if AUTO_CLEAN_PASS and not keep.all():
-        # one cleaning pass: the screening teacher refitted (warm) on the folds minus the
+        # 2. one cleaning pass: the screening teacher refitted (warm) on the folds minus the
         # screen's precise per-cell set; its out-of-fold probabilities, from cleaner
         # folds, flag with both precision and recall (the pooled cut), and that set
         # prunes the folds of the refine stage and the final fit alike
@@ -940,6 +940,8 @@ def resolve_auto(
 
     W_mean = {(lam_screen, False): np.mean(W_screen, axis=0)}
 
+    n_sd = min(rounds, AUTO_MAX_ROUNDS)   # SD rounds fitted as candidates
+
     def refine(rows: np.ndarray, lam_start: float, W_start: list, stage: str) -> None:
         """The teacher on each fold's training rows in ``rows`` along the lam path from
         ``lam_start`` down (each fold warm-started from ``W_start``), then the SD rounds
@@ -951,14 +953,13 @@ def resolve_auto(
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
-        n_sd = min(rounds, AUTO_MAX_ROUNDS)
         if names[n1 + 1:n_sd + 1]:   # continue each fold's chain at lam_ref
             _, _, Pm, scored, _, _ = at(lam_ref, lambda tr: tr[rows[tr]], W_sd, score_of,
                                         stage, "pruned-", n_sd, from_round=n1)
             for n, P in Pm.items():
                 cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
 
-    # 2. refine on the folds' unflagged training rows (warm from the cleaning pass's fits:
+    # 3. refine on the folds' unflagged training rows (warm from the cleaning pass's fits:
     #    the same lam on nearly the same rows)
     if not keep.all():
         refine(keep, lam_screen, W_clean, "refine")
@@ -987,7 +988,12 @@ def resolve_auto(
                 key_best, s_best = key, sc
         return key_best
 
-    # 3. the unpruned chain one screened lam below the screen's: SD rounds average the
+    def record_choice() -> None:
+        """Every candidate's score as the choice sees it, into the path (``choose``)."""
+        for (lv, m), (sc, _) in cands.items():
+            path.append({"stage": "choose", "lam": lv, "model": m, "score": sc})
+
+    # 4. the unpruned chain one screened lam below the screen's: SD rounds average the
     #    labels of correlated rows, so they suit a more flexible teacher than the one
     #    that fits the given labels best (docs/selection.md, "Self-distillation without
     #    pruning"); each fold's chain continues from its screening teacher there. Both
@@ -995,7 +1001,6 @@ def resolve_auto(
     #    from a weaker model and sd-1 lost to the screening teacher (view 0.5, seed 0:
     #    47.1 % chosen, 63.2 % for sd-2)
     below_screen = [v for v in screen_W if v < lam_screen]
-    n_sd = min(rounds, AUTO_MAX_ROUNDS)
     if AUTO_UNPRUNED_SD and below_screen and n_sd:
         lam_sd = max(below_screen)
         W_mean[(lam_sd, False)] = np.mean(screen_W[lam_sd], axis=0)
@@ -1004,9 +1009,8 @@ def resolve_auto(
         for n, P in Pu.items():
             cands[(lam_sd, n)] = (scored[n], P)
     rescore()
-    for (lv, m), (sc, _) in cands.items():
-        path.append({"stage": "choose", "lam": lv, "model": m, "score": sc})
-    # 4. choose (``winner``); when an unpruned SD round wins, its flags (better than the
+    record_choice()
+    # 5. choose (``winner``); when an unpruned SD round wins, its flags (better than the
     #    cleaning pass's there) prune the folds once more and the refine runs again from
     #    its lam, its candidates replacing the first refine's (which lost)
     lam_best, model = winner()
@@ -1020,13 +1024,12 @@ def resolve_auto(
             # scored with the noise matrix that chose the SD round (estimated again, the
             # choice flipped to the screening teacher at view 0.5, seed 0: 47.1 vs 63.2)
             refine(keep, lam_best, screen_W[lam_best], "refine-sd")
-            for (lv, m), (sc, _) in cands.items():
-                path.append({"stage": "choose", "lam": lv, "model": m, "score": sc})
+            record_choice()
             lam_best, model = winner()
     P_best = cands[(lam_best, model)][1]
     pruned = model.startswith("pruned-")
     by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
-    # 5. a stiffer teacher's flags join the candidate's when the chosen model is more
+    # 6. a stiffer teacher's flags join the candidate's when the chosen model is more
     #    flexible and, in the screen, flexibility fitted the given labels better; not
     #    when an unpruned SD round won (its flags, which pruned the winner, are the
     #    trusted ones: with the stiffer teacher's set left out instead, view 0.3 with an
