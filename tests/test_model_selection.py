@@ -176,9 +176,8 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
 def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matrix(
         asym_digits, monkeypatch):
     """Step 4: the unpruned chain's SD rounds at the screened lam below the screen's are
-    candidates; step 5:
-    every candidate is scored with the noise matrix of the one that predicts the given
-    labels best out of fold."""
+    candidates; step 5: every candidate is scored with the noise matrix of the one that
+    predicts the given labels best out of fold."""
     import selfdistill.model_selection as MS
     from selfdistill.model_selection import resolve_auto
 
