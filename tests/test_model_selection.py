@@ -169,8 +169,9 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
     assert acc[0] > acc[1] + 0.03, acc
     rec = sel.to_dict()
     assert rec["best_model"] == sel.best_model and rec["pruned"] is True
+    # the unpruned SD rounds lost their race on the first folds: the others were skipped
     assert {p["stage"] for p in rec["path"]} == {"screen", "clean", "choose", "refine",
-                                                 "unpruned-sd"}
+                                                 "unpruned-sd-race"}
 
 
 def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matrix(
@@ -182,6 +183,7 @@ def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matr
     from selfdistill.model_selection import resolve_auto
 
     ds, y = asym_digits
+    monkeypatch.setattr(MS, "AUTO_SD_RACE_Z", np.inf)   # every fold, whatever the race
     sel = resolve_auto(ds.X_train, y, lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10,
                        seed=0)
     sd = [p for p in sel.path if p["stage"] == "unpruned-sd"]
@@ -206,6 +208,36 @@ def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matr
     assert checked
     for p in checked:
         assert final_kept[(p["lam"], p["model"])] == p["score"]
+
+
+def test_auto_unpruned_sd_race_skips_only_the_work_of_a_clear_loser(asym_digits,
+                                                                   monkeypatch):
+    """Step 4's race: the SD rounds on the first two folds (two workers) against the
+    candidates so far on those folds' held-out rows; a deficit beyond AUTO_SD_RACE_Z
+    paired standard errors skips the other folds. Skipping changes nothing else here:
+    the same choice as with every fold fitted (where the SD rounds lose the choice)."""
+    import selfdistill.model_selection as MS
+    from selfdistill.model_selection import resolve_auto
+
+    ds, y = asym_digits
+    monkeypatch.setattr(MS, "_n_threads", lambda n: 2)
+    kw = dict(lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10, seed=0)
+    raced = resolve_auto(ds.X_train, y, **kw)
+    (race,) = [p for p in raced.path if p["stage"] == "unpruned-sd-race"]
+    assert race["z"] < -MS.AUTO_SD_RACE_Z and race["score"] < 0
+    assert race["model"].startswith(("sd-1 - ", "sd-2 - "))
+    assert not any(p["model"].startswith("sd-") for p in raced.path
+                   if p["stage"] == "choose")
+    monkeypatch.setattr(MS, "AUTO_SD_RACE_Z", np.inf)
+    full = resolve_auto(ds.X_train, y, **kw)
+    (again,) = [p for p in full.path if p["stage"] == "unpruned-sd-race"]
+    assert again == race                     # the same first folds, the same verdict
+    chosen = {(p["lam"], p["model"]): p["score"] for p in full.path
+              if p["stage"] == "choose"}
+    sd = [v for (_, m), v in chosen.items() if m.startswith("sd-")]
+    assert len(sd) == 2 and max(sd) < chosen[(full.lam, full.best_model)]
+    assert (full.lam, full.best_model) == (raced.lam, raced.best_model)
+    np.testing.assert_array_equal(full.oof_proba, raced.oof_proba)
 
 
 def test_auto_widens_the_grid_when_the_best_lam_is_at_its_edge(asym_digits):
