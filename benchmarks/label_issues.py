@@ -183,14 +183,14 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-24, fifth session, with the unpruned SD "
-               "candidates of docs/selection.md steps 4-5); cleanlab's find time itself "
-               "varies by up to 30% between runs of the same row (idn 0.2 seed 0: "
-               "6.2-9.7 s over three runs) and was at the slow end in this run, ours by "
-               "about 5%, so read the seconds as same-row ratios. Ours took 0.6-2.5 s more "
-               "than at the previous stop (SD rounds 1 and 2 of the unpruned chain on five "
-               "folds; fitting sd-2 only after sd-1 won saved 0.5-1.2 s of it on these "
-               "rows but lost the synthetic view 0.5 row, docs/selection.md).")
+               "nothing else running (2026-11-24, sixth session, with the race of the "
+               "unpruned SD candidates, docs/selection.md step 4); cleanlab's find time "
+               "itself varies by up to 30% between runs of the same row (idn 0.2 seed 0: "
+               "6.2-9.7 s over three runs), ours by about 5%, so read the seconds as "
+               "same-row ratios. The race dropped the unpruned SD rounds after two of the "
+               "five folds on 19 of the 24 rows: ours took up to 1.7 s less than at the "
+               "previous stop (rows that fitted every fold: within 0.2 s), with the same "
+               "choices, accuracies and flags on every row.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model

@@ -717,7 +717,10 @@ def resolve_auto(
        candidate (clean data: pruning only removes hard rows).
     4. **SD without pruning.** SD rounds 1 and 2 of the unpruned chain at the screened
        lam just below the screen's, each fold continuing from its screening teacher
-       there (``AUTO_UNPRUNED_SD``).
+       there (``AUTO_UNPRUNED_SD``). They race first: fitted on the folds of the pool's
+       first turn, they go on to the other folds only when, on those folds' held-out
+       rows, they do not trail the best candidate so far by more than
+       ``AUTO_SD_RACE_Z`` paired standard errors.
     5. **Choose** the candidate with the best ``score`` on the held-out rows:
        ``"corrected"`` (default), the clean accuracy implied by the held-out confusion
        and the noise matrix estimated from the candidate that predicts the given labels
