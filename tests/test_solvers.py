@@ -98,6 +98,33 @@ def test_shifted_exponentials_match_the_row_maximum(q):
     assert v2 == v and np.array_equal(g2, g) and np.array_equal(same, lse)
 
 
+@pytest.mark.parametrize("q", [0.0, 0.7])
+def test_labels_are_the_one_hot_targets(q):
+    """Integer labels give the one-hot targets' gradient bit for bit and their value to
+    rounding (cross-entropy gathers and scatters instead of two passes over Z; GCE
+    forms the one-hot array), with and without a shift and an n_total."""
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(60, 5)) * 4
+    y = rng.integers(0, 5, 60)
+    for kw in ({}, {"n_total": 1}, {"shift": logsumexp(Z, axis=1) + 0.3}):
+        v1, g1 = logit_loss_grad(Z, one_hot(y, 5), q, **kw)
+        v2, g2 = logit_loss_grad(Z, y, q, **kw)
+        assert v2 == pytest.approx(v1, rel=1e-14)
+        np.testing.assert_array_equal(g2, g1)
+
+
+def test_labels_and_one_hot_targets_reach_the_same_fit(digits):
+    """The solver keeps labels for cross-entropy (numpy backend): the same minimiser
+    and steps as the one-hot targets, to rounding of the loss's sum."""
+    X, y = digits.X_train, digits.y_train
+    Wl, il = fit_softmax(X, y, lam=1e-3)
+    Wt, it = fit_softmax(X, one_hot(y, 10), lam=1e-3)
+    assert il.objective == pytest.approx(it.objective, rel=1e-12)
+    assert il.iterations == it.iterations
+    # W is settled to the stopping rule's precision (relative gradient 1e-6), not further
+    np.testing.assert_allclose(Wl, Wt, rtol=0, atol=1e-6 * np.abs(Wt).max())
+
+
 def test_warm_and_cold_start_reach_the_same_optimum(digits):
     X, y = digits.X_train, digits.y_train
     W1, i1 = fit_softmax(X, y, lam=1e-3)

@@ -31,7 +31,7 @@ import numpy as np
 from ._errors import SelfDistillError
 from ._validation import PLL_LOSSES, check_features, check_labels, check_params
 from .losses import softmax
-from .solvers import FitResult, SpectralBasis, _fit_softmax, one_hot
+from .solvers import FitResult, SpectralBasis, _fit_softmax
 
 __all__ = [
     "NamedFit",
@@ -283,7 +283,7 @@ def _self_distill(
     names = model_names(rounds, pll and start is None)
     total = len(names) - (0 if start is None else start[0] + 1)
     kw = dict(lam=lam, tol=tol, max_iter=max_iter, basis=basis, restarts=restarts,
-              n_threads=n_threads)
+              n_threads=n_threads, n_classes=K)
 
     def _fit(name: str, targets: np.ndarray, W0: np.ndarray | None, q_: float) -> NamedFit:
         if progress is not None:
@@ -293,7 +293,7 @@ def _self_distill(
     out: list[NamedFit] = []
     if start is None:
         s0 = 0
-        out.append(_fit("teacher", one_hot(y, K), teacher_W, 0.0))
+        out.append(_fit("teacher", y, teacher_W, 0.0))   # labels: one-hot targets
         W_prev = out[0].W
     else:
         (s0, W_prev), pll = start, False

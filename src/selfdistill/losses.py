@@ -59,8 +59,11 @@ def logit_loss_grad(
     ----------
     Z : ndarray of shape (N, K)
         Logits.
-    T : ndarray of shape (N, K)
-        Targets, rows summing to 1.
+    T : ndarray of shape (N, K) or (N,)
+        Targets, rows summing to 1; or integer labels in ``0..K-1``, the one-hot
+        targets without their N x K array (cross-entropy: two passes over Z fewer, a
+        gather and a scatter instead; the value's sum is ordered differently, so it may
+        differ from the one-hot array's in the last bits, ``dZ`` is the same).
     q : float, default=0.0
         0 for cross-entropy, in (0, 1] for GCE.
     n_total : int, optional
@@ -104,6 +107,9 @@ def logit_loss_grad(
     (0.693147, [[-0.5, 0.5]])
     """
     N = Z.shape[0] if n_total is None else n_total
+    if T.ndim == 1 and q != 0.0:
+        T = np.eye(Z.shape[1])[T]  # GCE: the dense one-hot targets
+    rows = np.arange(Z.shape[0]) if T.ndim == 1 else None  # labels: (rows, T) are the ones
     ones = np.ones(Z.shape[1], dtype=Z.dtype)
     c = Z.max(axis=1) if shift is None else shift
     E = np.subtract(Z, c[:, None], out=out)
@@ -121,13 +127,17 @@ def logit_loss_grad(
     log_s = np.log(s)
     if q == 0.0:
         # sum_k T_ik log P_ik = sum_k T_ik Z_ik - c_i - log s_i  (rows of T sum to 1)
-        tz = float(np.vdot(T.ravel(), Z.ravel()))
+        tz = (float(np.sum(Z[rows, T], dtype=np.float64)) if rows is not None
+              else float(np.vdot(T.ravel(), Z.ravel())))
         value = (float(np.sum(log_s, dtype=np.float64)) + float(np.sum(c, dtype=np.float64))
                  - tz) / N
     if lse is not None:  # after the last read of c: lse may be the shift array
         np.add(log_s, c, out=lse)
     if q == 0.0:
-        E -= T
+        if rows is not None:
+            E[rows, T] -= 1.0
+        else:
+            E -= T
         if N != 1:
             E *= 1.0 / N
         return value, E

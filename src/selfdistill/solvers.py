@@ -293,9 +293,9 @@ class _NumpyOps:
     Partial sums are added in block order: results do not depend on scheduling.
     """
 
-    def __init__(self, XV, dinv_sqrt, T, q, pool, n_blocks):
+    def __init__(self, XV, dinv_sqrt, T, q, pool, n_blocks, K=None):
         N = XV.shape[0]
-        self.N = N
+        self.N, self.K = N, (T.shape[1] if K is None else K)  # labels T: K given
         self.XV = XV
         self.dinv_sqrt = dinv_sqrt
         self.T = T
@@ -318,7 +318,7 @@ class _NumpyOps:
         else new. Its contents are overwritten."""
         if self._free:
             return self._free.pop()
-        shape = (self.N, self.T.shape[1])
+        shape = (self.N, self.K)
         return _Logits(np.empty(shape), np.empty(self.N)), np.empty(shape)
 
     def release(self, Zt, dZ) -> None:
@@ -1109,7 +1109,8 @@ def _fit_softmax(
     else:
         K = T.shape[1]
     stream = _resolve_low_memory(low_memory, backend, N, K)
-    if not stream:
+    if not stream and (T.ndim == 2 or backend != "numpy" or q != 0.0):
+        # numpy's cross-entropy keeps labels: a gather and a scatter instead of two passes
         T = one_hot(T, K) if T.ndim == 1 else np.asarray(T, dtype=np.float64)
     n_threads = _n_threads(n_threads)
     with contextlib.ExitStack() as stack:
@@ -1145,7 +1146,7 @@ def _fit_softmax(
 
                 ops = TorchOps(XV, dinv_sqrt, T, q, resolve_device(device))
             else:
-                ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads))
+                ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads), K)
             # gradient norm at W = 0 in original coordinates: ||(U_K - T)^T X / N||, U_K = 1/K
             _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
             g0 = float(np.linalg.norm(dZ0.T @ XV))
