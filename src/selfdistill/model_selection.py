@@ -447,9 +447,9 @@ AUTO_SD_PRUNE = True
 #: The unpruned SD rounds are first fitted on the folds of the pool's first turn (two
 #: with two CPUs) and the other folds only when, on those folds' held-out rows, the best
 #: round does not trail the best candidate so far by more than this many paired standard
-#: errors (docs/selection.md, "Self-distillation without pruning"). Measured (z of that
-#: race, fifth session): BANKING77's 24 rows -8.5..+0.6 (19 below -2; the unpruned SD
-#: rounds lost the full choice on all 24), the synthetic view rows +1.2..+7.0 (they won).
+#: errors (docs/selection.md, step 4). Measured (z of that race with every fold fitted
+#: anyway): BANKING77's 24 rows -8.5..+0.6 (19 below -2; the unpruned SD rounds lost the
+#: full choice on all 24), the synthetic view rows +1.2..+7.0 (they won it).
 AUTO_SD_RACE_Z = 2.0
 
 
@@ -1015,6 +1015,7 @@ def resolve_auto(
             return None
         yr = y[rows]
         preds = {k: P[rows].argmax(axis=1) for k, (_, P) in cands.items()}
+        # the SD rounds under lam 0.0, which no candidate has (lam > 0)
         preds.update({(0.0, n): P[rows].argmax(axis=1) for n, P in P_sd.items()})
         fit = max(preds, key=lambda k: float(np.mean(preds[k] == yr)))
         P_fit = P_sd[fit[1]] if fit[0] == 0.0 else cands[fit][1]
