@@ -25,12 +25,16 @@ selected model vs CleanLearning, flags F1 ours vs cleanlab, seconds ours vs clea
 find: sym 0.5 90.0 vs 88.2, 95.9 vs 89.5, 7.9 vs 7.4; asym 0.4 88.2 vs 87.7, 92.2 vs
 82.1, 9.3 vs 8.7; cc 0.5 82.3 vs 81.8, 89.1 vs 79.4, 8.5 vs 9.4; idn 0.3 74.5 vs 69.2,
 58.1 vs 62.8, 14.2 vs 18.2 (65.8 before the final fits left out the stiffer teacher's
-per-cell set; docs/selection.md, "Where it still breaks").
+per-cell set; docs/selection.md, "Where it still breaks"). Sixth session (the unpruned
+SD candidates and their race), same choices, accuracies and F1: 9.6 vs 9.4, 11.2 vs 9.8,
+9.9 vs 11.2, 15.9 vs 18.1 s.
 
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
 65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle
-64.5 / 63.1) vs 31.6 / 35.9, F1 82.3 / 80.8 vs 68.9 / 68.2, 14.5 / 14.9 s vs 29.9 / 28.5 s.
+64.5 / 63.1) vs 31.6 / 35.9, F1 82.3 / 80.8 vs 68.9 / 68.2, 14.5 / 14.9 s vs 29.9 / 28.5 s
+(sixth session, with the race: the same numbers in 17.3 / 17.7 and 14.3 / 14.5 s vs
+23.4 / 23.7 and 32.7 / 29.5 s).
 Before the unpruned SD candidates (docs/selection.md, "Self-distillation without
 pruning") the selected model was the pruned teacher at 68.3 / 66.3 and 42.1 / 44.2, 13-21
 points below the oracle.
