@@ -193,7 +193,9 @@ TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab
                "previous stop (rows that fitted every fold: within 0.2 s), with the same "
                "choices and accuracies on every row and the same flags on 23 (idn 0.2 "
                "seed 1: 877 flagged instead of 875, F1 34.12 instead of 34.14, a rounding "
-               "change of the labels path).")
+               "change of the labels path). The six rows where a stiffer teacher's flags "
+               "join (idn 0.2 / 0.4, text 0.3) were then re-run with the per-cell union "
+               "(issues.UNION_CUT; same choices and accuracies).")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model

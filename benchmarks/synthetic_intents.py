@@ -27,7 +27,11 @@ find: sym 0.5 90.0 vs 88.2, 95.9 vs 89.5, 7.9 vs 7.4; asym 0.4 88.2 vs 87.7, 92.
 58.1 vs 62.8, 14.2 vs 18.2 (65.8 before the final fits left out the stiffer teacher's
 per-cell set; docs/selection.md, "Where it still breaks"). Sixth session (the unpruned
 SD candidates and their race), same choices, accuracies and F1: 9.6 vs 9.4, 11.2 vs 9.8,
-9.9 vs 11.2, 15.9 vs 18.1 s.
+9.9 vs 11.2, 15.9 vs 18.1 s. With the per-cell union of flags (issues.UNION_CUT), idn 0.3
+/ 0.5, seeds 0 / 1: F1 63.7 / 69.0 and 66.8 / 66.2 vs cleanlab 62.8 / 65.1 and 60.8 / 64.0;
+selected 74.5 / 71.0 and 52.0 / 58.9 vs CleanLearning 69.2 / 72.5 and 48.2 / 54.1 (idn 0.3
+seed 1 and idn 0.5 seed 0 chose the unpruned teacher since the fifth session's noise
+matrix for the choice: docs/selection.md, "Where it breaks").
 
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
