@@ -225,7 +225,7 @@ def test_auto_unpruned_sd_race_skips_only_the_work_of_a_clear_loser(asym_digits,
     raced = resolve_auto(ds.X_train, y, **kw)
     (race,) = [p for p in raced.path if p["stage"] == "unpruned-sd-race"]
     assert race["z"] < -MS.AUTO_SD_RACE_Z and race["score"] < 0
-    assert race["model"].startswith(("sd-1 - ", "sd-2 - "))
+    assert race["model"].startswith(("sd-1 vs ", "sd-2 vs "))
     assert not any(p["model"].startswith("sd-") for p in raced.path
                    if p["stage"] == "choose")
     monkeypatch.setattr(MS, "AUTO_SD_RACE_Z", np.inf)

@@ -1026,7 +1026,7 @@ def resolve_auto(
         diff = per[best_sd] - per[best]
         se = float(diff.std() / np.sqrt(len(rows)))
         z = float(diff.mean()) / se if se > 0 else 0.0
-        return {"model": f"{best_sd[1]} - {best[1]} at lam {best[0]:g} (z {z:+.1f})",
+        return {"model": f"{best_sd[1]} vs {best[1]} at lam {best[0]:g} (z {z:+.1f})",
                 "score": float(diff.mean()), "z": z}
 
     def record_choice() -> None:
