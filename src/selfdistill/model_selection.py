@@ -989,8 +989,7 @@ def resolve_auto(
         nonlocal T_inv
         if score != "corrected" or AUTO_CHOOSE_T != "given-best":
             return
-        P_fit = max((P for _, P in cands.values()),
-                    key=lambda P: float(np.mean(P.argmax(axis=1) == y)))
+        P_fit = max((P for _, P in cands.values()), key=_given_accuracy(y))
         T_inv = noise_inverse(estimate_noise(P_fit, y).T)
         for key, (_, P) in list(cands.items()):
             cands[key] = (score_of(P), P)
@@ -1014,19 +1013,21 @@ def resolve_auto(
         if len(rows) == N:
             return None
         yr = y[rows]
-        preds = {k: P[rows].argmax(axis=1) for k, (_, P) in cands.items()}
-        # the SD rounds under lam 0.0, which no candidate has (lam > 0)
-        preds.update({(0.0, n): P[rows].argmax(axis=1) for n, P in P_sd.items()})
-        fit = max(preds, key=lambda k: float(np.mean(preds[k] == yr)))
-        P_fit = P_sd[fit[1]] if fit[0] == 0.0 else cands[fit][1]
-        Ti = noise_inverse(estimate_noise(P_fit[rows], yr).T)
-        per = {k: Ti[yr, p] for k, p in preds.items()}
-        best_sd = max((k for k in per if k[0] == 0.0), key=lambda k: per[k].mean())
-        best = max((k for k in per if k[0] != 0.0), key=lambda k: per[k].mean())
-        diff = per[best_sd] - per[best]
+        others = {k: P[rows] for k, (_, P) in cands.items()}
+        sds = {n: P[rows] for n, P in P_sd.items()}
+        P_fit = max([*others.values(), *sds.values()], key=_given_accuracy(yr))
+        Ti = noise_inverse(estimate_noise(P_fit, yr).T)
+
+        def best_of(Ps: dict) -> tuple:   # (key, per-row scores) of the best mean score
+            # corrected_accuracy's terms, T^-1[given, predicted], kept per row
+            return max(((k, Ti[yr, P.argmax(axis=1)]) for k, P in Ps.items()),
+                       key=lambda kv: kv[1].mean())
+
+        (sd_name, per_sd), (best, per_best) = best_of(sds), best_of(others)
+        diff = per_sd - per_best
         se = float(diff.std() / np.sqrt(len(rows)))
         z = float(diff.mean()) / se if se > 0 else 0.0
-        return {"model": f"{best_sd[1]} vs {best[1]} at lam {best[0]:g} (z {z:+.1f})",
+        return {"model": f"{sd_name} vs {best[1]} at lam {best[0]:g} (z {z:+.1f})",
                 "score": float(diff.mean()), "z": z}
 
     def record_choice() -> None:

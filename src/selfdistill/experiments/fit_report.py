@@ -132,9 +132,9 @@ def _selection_path(result: RunResult) -> dict[str, Any] | None:
             "html": "<p class='note'>Every candidate tried, in order. Scores are out-of-fold: "
                     "accuracy on the given labels (screen, clean), the clean accuracy "
                     "implied by the estimated noise (screen-guard, refine, choose, "
-                    "unpruned-sd), and for "
-                    "unpruned-sd-race the best SD round's score minus the best candidate's "
-                    "on the first folds (docs/selection.md).</p>",
+                    "unpruned-sd), and for unpruned-sd-race the best SD round's score "
+                    "minus the best candidate's on the first folds "
+                    "(docs/selection.md).</p>",
             "table": (rows, ["stage", "lam", "model", "score %"], None)}
 
 
