@@ -174,11 +174,11 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
                                                  "unpruned-sd-race"}
 
 
-def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matrix(
+def test_auto_scores_unpruned_sd_below_the_screen_with_the_choice_noise_matrix(
         asym_digits, monkeypatch):
     """Step 4: the unpruned chain's SD rounds at the screened lam below the screen's are
-    candidates; step 5: every candidate is scored with the noise matrix of the one that
-    predicts the given labels best out of fold."""
+    candidates; step 5: every candidate is scored with the mean of the candidates' own
+    noise estimates (``choice_noise``)."""
     import selfdistill.model_selection as MS
     from selfdistill.model_selection import resolve_auto
 
@@ -194,7 +194,7 @@ def test_auto_scores_unpruned_sd_below_the_screen_with_the_given_best_noise_matr
     assert (sd[0]["lam"], "sd-1") in final and (sel.lam, sel.best_model) in final
     assert sel.scores_by_model[sel.best_model] == final[(sel.lam, sel.best_model)]
     # with the cleaning pass's matrix kept for the choice, the final scores are the
-    # refine's; the given-best matrix moves them
+    # refine's; the choice's matrix moves them
     refine = {(p["lam"], p["model"]): p["score"] for p in sel.path
               if p["stage"] == "refine" and (p["lam"], p["model"]) in final}
     assert refine and any(abs(final[k] - v) > 1e-9 for k, v in refine.items())
@@ -350,3 +350,29 @@ def test_folds_borrow_the_basis_of_all_rows(digits, monkeypatch):
     model_selection.cross_validate_pipeline(X, y, lams=[1e-2], rounds=1, pll=False,
                                             n_classes=10, basis=basis)
     assert made == []
+
+
+def test_choice_noise_is_not_blind_where_the_given_best_model_is():
+    """A candidate that copies the annotator predicts the given labels best and sees no
+    noise in its own confident joint; the mean of every candidate's estimate keeps the
+    flips an honest candidate sees."""
+    from selfdistill.issues import estimate_noise
+    from selfdistill.model_selection import choice_noise
+
+    rng = np.random.default_rng(0)
+    y_true = np.repeat([0, 1, 2], 200)
+    y = y_true.copy()
+    y[rng.choice(200, 60, replace=False)] = 1          # 30 % of class 0 given as 1
+
+    def confident(labels):   # top class 0.8-0.9, the rest shared
+        top = rng.uniform(0.8, 0.9, len(labels))[:, None]
+        return np.eye(3)[labels] * top + (1 - top) / 2 * (1 - np.eye(3)[labels])
+
+    copier, honest = confident(y), confident(y_true)
+    T_gb = choice_noise([copier, honest], y, how="given-best")
+    T_mean = choice_noise([copier, honest], y)
+    assert np.allclose(T_gb, np.eye(3))                    # the copier's blind spot
+    T_honest = estimate_noise(honest, y).T
+    assert T_honest[0, 1] > 0.15                           # sees most of the flips
+    assert np.allclose(T_mean, (np.eye(3) + T_honest) / 2)
+    assert T_mean[0, 1] > 0.075
