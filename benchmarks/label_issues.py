@@ -183,19 +183,14 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-24, sixth session, with the race of the "
-               "unpruned SD candidates, docs/selection.md step 4, and the solver's labels "
-               "path, docs/performance.md); cleanlab's find time "
+               "nothing else running (2026-11-24, seventh session: all 24 rows re-run "
+               "after the choice's noise matrix became the mean of the candidates' own "
+               "estimates, docs/selection.md step 5, with the same choices, accuracies "
+               "and flags on every row as at the previous stop); cleanlab's find time "
                "itself varies by up to 30% between runs of the same row (idn 0.2 seed 0: "
                "6.2-9.7 s over three runs), ours by about 5%, so read the seconds as "
-               "same-row ratios. The race dropped the unpruned SD rounds after two of the "
-               "five folds on 19 of the 24 rows: ours took up to 2.0 s less than at the "
-               "previous stop (rows that fitted every fold: within 0.2 s), with the same "
-               "choices and accuracies on every row and the same flags on 23 (idn 0.2 "
-               "seed 1: 877 flagged instead of 875, F1 34.12 instead of 34.14, a rounding "
-               "change of the labels path). The six rows where a stiffer teacher's flags "
-               "join (idn 0.2 / 0.4, text 0.3) were then re-run with the per-cell union "
-               "(issues.UNION_CUT; same choices and accuracies).")
+               "same-row ratios. The race of the unpruned SD candidates (docs/selection.md "
+               "step 4) drops them after two of the five folds on most rows.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
