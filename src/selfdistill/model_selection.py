@@ -594,7 +594,8 @@ _RULE_TEXT = {
     "kept": "highest out-of-fold accuracy on the held-out rows that were not flagged",
     "corrected": ("highest clean accuracy implied by the out-of-fold confusion with the "
                   "given labels and the estimated noise matrix, trace(J T^-1) (T the mean "
-                  "of the candidates' own out-of-fold estimates)"),
+                  "of the candidates' own out-of-fold estimates; a ranking score: with T "
+                  "estimated it runs high and can exceed 100%)"),
 }
 
 
