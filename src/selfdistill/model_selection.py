@@ -446,7 +446,12 @@ AUTO_UNPRUNED_SD = True
 #: to end on the other five ("given-best" chose the unpruned teacher on idn 0.3 seed 1
 #: and idn 0.5 seed 0, whose errors copy the annotator's); "clean" loses 13-21 points on
 #: the synthetic view rows.
-AUTO_CHOOSE_T = "mean"
+AUTO_CHOOSE_T = "given-best"
+#: Score of the final choice: ``"posterior"``, the mean of
+#: :func:`posterior_accuracy_terms` (bounded, no inverse of T), or ``"inverse"``,
+#: :func:`corrected_accuracy` with ``T^-1`` (docs/selection.md, "The noise matrix of
+#: the choice").
+AUTO_CHOOSE_SCORE = "posterior"
 #: When an unpruned SD round wins, prune the folds with its own flags and refine again
 #: (docs/selection.md, "Self-distillation without pruning").
 AUTO_SD_PRUNE = True
@@ -620,6 +625,62 @@ def corrected_accuracy(pred: np.ndarray, y: np.ndarray, T_inv: np.ndarray) -> fl
     # trace(J T^-1) = sum_{p, g} J[p, g] T^-1[g, p] = (1/n) sum_i T^-1[y_i, pred_i]: O(n),
     # where forming J and the product costs O(K^3) (0.4 s a candidate at K = 2000)
     return float(np.sum(T_inv[np.asarray(y), np.asarray(pred)]) / max(len(y), 1))
+
+
+def posterior_accuracy_terms(pred: np.ndarray, y: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Per held-out row, the probability that its prediction is the true class, from the
+    predictions, the given labels and an estimated noise matrix ``T``, without
+    inverting ``T``; their mean estimates the clean accuracy and lies in [0, 1].
+
+    For each predicted class p, the true classes of the rows predicted p,
+    ``b[k] = P(true k | predicted p)``, are estimated from their given labels,
+    ``c[g] = P(given g | predicted p) = sum_k b[k] T[k, g]``, by non-negative least
+    squares with ``sum_k b[k] = 1`` (a penalty row of weight 10; 0 and 1000 choose the
+    same, docs/selection.md), over the classes that can give those labels. A row
+    predicted p and given g then has the posterior ``b[p] T[p, g] / sum_k b[k] T[k, g]``;
+    where the fit is exact, the terms of the rows predicted p sum to the joint share
+    ``A[p, p]`` of :func:`corrected_accuracy`. Unlike ``trace(J T^-1)``, the estimate
+    cannot leave [0, 1] when ``T`` is estimated and badly conditioned (a mean of
+    estimated matrices scored one BANKING77 candidate 8.55, docs/selection.md).
+
+    Examples
+    --------
+    >>> T = np.array([[0.6, 0.4], [0.0, 1.0]])        # class 0 often given as 1
+    >>> y_true = np.repeat([0, 1], 500)
+    >>> y = np.where((y_true == 0) & (np.arange(1000) % 5 < 2), 1, y_true)
+    >>> round(float(posterior_accuracy_terms(y_true, y, T).mean()), 3)  # the true labels
+    1.0
+    >>> round(float(posterior_accuracy_terms(y, y, T).mean()), 3)       # the given ones
+    1.0
+
+    (A model that copies the given labels, right on 80 % of the rows: 1.0 here, 1.2 with
+    ``T^-1``; no score from the labels alone can tell it from the true labels.)
+    """
+    from scipy.optimize import nnls
+
+    pred, y = np.asarray(pred), np.asarray(y)
+    T = np.asarray(T, dtype=np.float64)
+    K = T.shape[0]
+    counts = np.zeros((K, K))
+    np.add.at(counts, (pred, y), 1.0)
+    post = np.zeros((K, K))
+    for p in np.flatnonzero(counts.sum(axis=1)):
+        c = counts[p] / counts[p].sum()
+        ks = np.flatnonzero(T[:, c > 0].sum(axis=1) > 0)   # classes giving these labels
+        if p not in ks:
+            continue
+        cols = np.flatnonzero(T[ks].sum(axis=0) > 0)
+        M = np.vstack([T[np.ix_(ks, cols)].T, np.full(len(ks), _SUM_WEIGHT)])
+        b = nnls(M, np.concatenate([c[cols], [_SUM_WEIGHT]]))[0]
+        given = T[np.ix_(ks, cols)].T @ b                    # P(given g | predicted p)
+        bp = b[np.searchsorted(ks, p)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            post[p, cols] = np.where(given > 0, bp * T[p, cols] / given, 0.0)
+    return np.clip(post[pred, y], 0.0, 1.0)
+
+
+#: weight of the sum-to-one row of :func:`posterior_accuracy_terms`' least squares
+_SUM_WEIGHT = 10.0
 
 
 def noise_inverse(T: np.ndarray) -> np.ndarray:
@@ -985,11 +1046,14 @@ def resolve_auto(
         P_clean, W_clean = P_screen, W_screen
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
+    T_choice = None   # the choice's noise matrix under the posterior score (``rescore``)
 
     def score_of(P: np.ndarray) -> float:
         pred = P.argmax(axis=1)
         if score == "kept":
             return float(np.mean((pred == y)[keep]))
+        if T_choice is not None:
+            return float(posterior_accuracy_terms(pred, y, T_choice).mean())
         return corrected_accuracy(pred, y, T_inv)
 
     cands: dict[tuple[float, str], tuple[float, np.ndarray]] = {}
@@ -1028,19 +1092,25 @@ def resolve_auto(
         candidate's out-of-fold probabilities (:func:`choice_noise`, ``AUTO_CHOOSE_T``):
         the cleaning pass's teacher alone can be far off (rate 0.52 against 0.30
         realised on view 0.3, docs/selection.md)."""
-        nonlocal T_inv
+        nonlocal T_inv, T_choice
         if score != "corrected" or AUTO_CHOOSE_T == "clean":
             return
-        T_inv = noise_inverse(choice_noise([P for _, P in cands.values()], y, AUTO_CHOOSE_T))
+        T = choice_noise([P for _, P in cands.values()], y, AUTO_CHOOSE_T)
+        if AUTO_CHOOSE_SCORE == "posterior":
+            T_choice = T
+        else:
+            T_inv = noise_inverse(T)
         for key, (_, P) in list(cands.items()):
             cands[key] = (score_of(P), P)
 
-    def winner() -> tuple[float, str]:
-        """Best score; a later (more flexible) candidate must beat the best so far by more
-        than a fixed margin of 1/N (one row of an accuracy over the N held-out rows),
-        closer is a tie, kept by the simpler one."""
-        key_best, (s_best, _) = next(iter(cands.items()))
-        for key, (sc, _) in cands.items():
+    def winner(prefix: str = "") -> tuple[float, str]:
+        """Best score among the candidates whose model starts with ``prefix``; a later
+        (more flexible) candidate must beat the best so far by more than a fixed margin
+        of 1/N (one row of an accuracy over the N held-out rows), closer is a tie, kept
+        by the simpler one."""
+        among = [(k, v) for k, v in cands.items() if k[1].startswith(prefix)]
+        key_best, (s_best, _) = among[0]
+        for key, (sc, _) in among:
             if sc > s_best + 1.0 / N:
                 key_best, s_best = key, sc
         return key_best
@@ -1056,13 +1126,22 @@ def resolve_auto(
         yr = y[rows]
         others = {k: P[rows] for k, (_, P) in cands.items()}
         sds = {n: P[rows] for n, P in P_sd.items()}
-        Ti = T_inv if AUTO_CHOOSE_T == "clean" else noise_inverse(
-            choice_noise([*others.values(), *sds.values()], yr, AUTO_CHOOSE_T))
+        if AUTO_CHOOSE_T == "clean":
+            def terms(P):   # corrected_accuracy's terms, T^-1[given, predicted], per row
+                return T_inv[yr, P.argmax(axis=1)]
+        else:
+            T = choice_noise([*others.values(), *sds.values()], yr, AUTO_CHOOSE_T)
+            if AUTO_CHOOSE_SCORE == "posterior":
+                def terms(P):
+                    return posterior_accuracy_terms(P.argmax(axis=1), yr, T)
+            else:
+                Ti = noise_inverse(T)
+
+                def terms(P):
+                    return Ti[yr, P.argmax(axis=1)]
 
         def best_of(Ps: dict) -> tuple:   # (key, per-row scores) of the best mean score
-            # corrected_accuracy's terms, T^-1[given, predicted], kept per row
-            return max(((k, Ti[yr, P.argmax(axis=1)]) for k, P in Ps.items()),
-                       key=lambda kv: kv[1].mean())
+            return max(((k, terms(P)) for k, P in Ps.items()), key=lambda kv: kv[1].mean())
 
         (sd_name, per_sd), (best, per_best) = best_of(sds), best_of(others)
         diff = per_sd - per_best
@@ -1120,7 +1199,7 @@ def resolve_auto(
             # choice flipped to the screening teacher at view 0.5, seed 0: 47.1 vs 63.2)
             refine(keep, lam_best, screen_W[lam_best], "refine-sd")
             record_choice()
-            lam_best, model = winner()
+            lam_best, model = winner("pruned-" if AUTO_CHOOSE_SCORE == "posterior" else "")
     P_best = cands[(lam_best, model)][1]
     pruned = model.startswith("pruned-")
     by_model = {m: s for (lv, m), (s, _) in cands.items() if lv == lam_best}
