@@ -183,16 +183,16 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-24, seventh session: all 24 rows re-run "
-               "after the choice's noise matrix became the mean of the candidates' own "
-               "estimates, docs/selection.md step 5, with the same choices, accuracies "
-               "and flags on every row as at the previous stop); cleanlab's find time "
-               "itself varies by up to 30% between runs of the same row (idn 0.2 seed 0: "
-               "6.2-9.7 s over three runs), ours by about 5%, so read the seconds as "
-               "same-row ratios. The race of the unpruned SD candidates (docs/selection.md "
-               "step 4) drops them after two of the five folds on most rows. The two "
-               "text 0.5 rows were added afterwards, in the same session and the same "
-               "way.")
+               "nothing else running (2026-11-25, seventh session: all 26 rows run after "
+               "the final choice's score became the bounded posterior of "
+               "docs/selection.md step 5, with the same choices, accuracies and flags as "
+               "at the previous stop on the 24 rows run then; sym 0.2 seed 0 re-run "
+               "alone because a test run overlapped its cleanlab timing); cleanlab's "
+               "find time itself varies by up to 30% between runs of the same row (idn "
+               "0.2 seed 0: 6.2-9.7 s over three runs), ours by about 5%, so read the "
+               "seconds as same-row ratios. The race of the unpruned SD candidates "
+               "(docs/selection.md step 4) drops them after two of the five folds on "
+               "most rows.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model

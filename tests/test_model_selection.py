@@ -119,6 +119,30 @@ def test_racing_drops_a_hopeless_lam_without_changing_the_choice(noisy_digits):
 
 
 # -- lam="auto": screen, prune, refine, choose (issue 12) ----------------------------------
+def test_posterior_accuracy_tracks_the_clean_accuracy_and_stays_in_0_1():
+    """The posterior score estimates the clean accuracy of predictions independent of
+    the noise, ranks the honest model above the one copying the confusion, and stays in
+    [0, 1] under a badly conditioned estimate of T, where trace(J T^-1) leaves it."""
+    from selfdistill.model_selection import corrected_accuracy, posterior_accuracy_terms
+
+    rng = np.random.default_rng(0)
+    K, n = 3, 3000
+    y_true = rng.integers(0, K, n)
+    T = np.array([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    y = np.array([rng.choice(K, p=T[k]) for k in y_true])
+    honest = y_true.copy()
+    miss = rng.random(n) < 0.25
+    honest[miss] = (y_true[miss] + rng.integers(1, K, miss.sum())) % K
+    copier = np.where(y_true == 0, 1, y_true)
+    terms = posterior_accuracy_terms(honest, y, T)
+    assert terms.shape == (n,) and terms.min() >= 0.0 and terms.max() <= 1.0
+    assert abs(terms.mean() - np.mean(honest == y_true)) < 0.03
+    assert terms.mean() > posterior_accuracy_terms(copier, y, T).mean() + 0.05
+    near = np.array([[0.5, 0.5, 0.0], [0.49, 0.51, 0.0], [0.0, 0.0, 1.0]])  # rcond ~1e-2
+    assert corrected_accuracy(honest, y, np.linalg.inv(near)) > 1.5
+    assert 0.0 <= posterior_accuracy_terms(honest, y, near).mean() <= 1.0
+
+
 def test_corrected_accuracy_undoes_the_reward_for_copying_the_noise():
     """Class 0 is given as class 1 40 % of the time. A model that predicts 1 for every
     row of class 0 gains noisy accuracy on those rows; the T-corrected score sees through
@@ -177,8 +201,8 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
 def test_auto_scores_unpruned_sd_below_the_screen_with_the_choice_noise_matrix(
         asym_digits, monkeypatch):
     """Step 4: the unpruned chain's SD rounds at the screened lam below the screen's are
-    candidates; step 5: every candidate is scored with the mean of the candidates' own
-    noise estimates (``choice_noise``)."""
+    candidates; step 5: every candidate is scored again for the choice (the noise
+    matrix of ``choice_noise``, the posterior score)."""
     import selfdistill.model_selection as MS
     from selfdistill.model_selection import resolve_auto
 

@@ -438,14 +438,12 @@ AUTO_STIFF_CUT = "cells"
 #: the screen's are candidates too (docs/selection.md, "Self-distillation without pruning").
 AUTO_UNPRUNED_SD = True
 #: Noise matrix of the final choice under the corrected score (:func:`choice_noise`):
-#: ``"mean"``, the mean of every candidate's own estimate; ``"given-best"``, the estimate
-#: of the candidate with the best out-of-fold accuracy on the given labels; or
-#: ``"clean"``, the cleaning pass's estimate that also guides the refine's path. Measured
-#: (docs/selection.md, "The noise matrix of the choice"): "mean" chooses as "given-best"
-#: on BANKING77's 24 rows and 24 of 29 synthetic ones, and is 2.1-17.6 points ahead end
-#: to end on the other five ("given-best" chose the unpruned teacher on idn 0.3 seed 1
-#: and idn 0.5 seed 0, whose errors copy the annotator's); "clean" loses 13-21 points on
-#: the synthetic view rows.
+#: ``"given-best"``, the estimate of the candidate with the best out-of-fold accuracy on
+#: the given labels; ``"mean"``, the mean of every candidate's own estimate; or
+#: ``"clean"``, the cleaning pass's estimate that also guides the refine's path
+#: (docs/selection.md, "The noise matrix of the choice": "clean" loses 13-21 points on
+#: the synthetic view rows; with ``T^-1`` the given-best matrix misled the choice on
+#: synthetic idn and view rows and the mean on BANKING77 cc 0.5 with an intercept).
 AUTO_CHOOSE_T = "given-best"
 #: Score of the final choice: ``"posterior"``, the mean of
 #: :func:`posterior_accuracy_terms` (bounded, no inverse of T), or ``"inverse"``,
@@ -598,9 +596,10 @@ class AutoSelection:
 _RULE_TEXT = {
     "kept": "highest out-of-fold accuracy on the held-out rows that were not flagged",
     "corrected": ("highest clean accuracy implied by the out-of-fold confusion with the "
-                  "given labels and the estimated noise matrix, trace(J T^-1) (T the mean "
-                  "of the candidates' own out-of-fold estimates; a ranking score: with T "
-                  "estimated it runs high and can exceed 100%)"),
+                  "given labels and the noise matrix estimated from the candidate that "
+                  "predicts the given labels best out of fold: for each predicted class, "
+                  "the true classes of its rows by non-negative least squares from their "
+                  "given labels; a ranking score, in [0, 1] and optimistic)"),
 }
 
 
@@ -1088,10 +1087,12 @@ def resolve_auto(
         refine(keep, lam_screen, W_clean, "refine")
 
     def rescore() -> None:
-        """Score every candidate again with the noise matrix of the choice, from every
-        candidate's out-of-fold probabilities (:func:`choice_noise`, ``AUTO_CHOOSE_T``):
-        the cleaning pass's teacher alone can be far off (rate 0.52 against 0.30
-        realised on view 0.3, docs/selection.md)."""
+        """Score every candidate again for the choice: the noise matrix from the
+        candidates' out-of-fold probabilities (:func:`choice_noise`, ``AUTO_CHOOSE_T``;
+        the cleaning pass's teacher alone can be far off: rate 0.52 against 0.30
+        realised on view 0.3, docs/selection.md) under the bounded posterior score
+        (:func:`posterior_accuracy_terms`, ``AUTO_CHOOSE_SCORE``), which later stages
+        (the refine after an SD round won) score with too."""
         nonlocal T_inv, T_choice
         if score != "corrected" or AUTO_CHOOSE_T == "clean":
             return

@@ -95,8 +95,8 @@ def _cv_text(models: list[dict[str, Any]]) -> tuple[str, str, str]:
             "cv score: the out-of-fold score the selection ranked the candidate by (the "
             "rule above; for the corrected score, the clean accuracy implied by the "
             "held-out confusion and the estimated noise, not an accuracy on the given "
-            "labels: it ranks the candidates, runs high with an estimated noise matrix "
-            "and can exceed 100%)")
+            "labels: it ranks the candidates and runs high with an estimated noise "
+            "matrix)")
 
 
 def _why(result: RunResult) -> str:
