@@ -32,14 +32,14 @@ SD candidates and their race), same choices, accuracies and F1: 9.6 vs 9.4, 11.2
 selected 74.5 / 71.0 and 52.0 / 58.9 vs CleanLearning 69.2 / 72.5 and 48.2 / 54.1 (idn 0.3
 seed 1 and idn 0.5 seed 0 chose the unpruned teacher since the fifth session's noise
 matrix for the choice: docs/selection.md, "The noise matrix of the choice"). Seventh
-session, the choice's noise matrix the mean of the candidates' own estimates (same
+session, the choice's score the bounded posterior of docs/selection.md step 5 (same
 machine, idle): idn 0.3 / 0.5, seeds 0 / 1, selected 74.5 / **74.9** and **54.7** / 58.9
 vs CleanLearning 69.2 / 72.5 and 48.2 / 54.1, F1 63.7 / 66.1 and 62.5 / 66.2 vs 62.8 /
-65.1 and 60.8 / 64.0, 15.8 / 16.9 and 13.8 / 14.0 s vs find 18.1 / 16.2 and 18.5 /
-20.5 s; view 0.3 / 0.5 as below (87.3 / 84.5, 64.5 / 62.9) in 14.0-16.5 s vs find
-24.7-30.1 s; view 0.4 seeds 0 / 1 78.5 / **75.3** (57.7 with the given-best matrix) vs
-44.6 / 47.0, F1 86.2 / 81.3 vs 67.0 / 66.4; sym 0.5 / asym 0.4 / cc 0.5 seed 0 as above
-in 9.4 / 11.0 / 10.3 s vs find 9.5 / 9.9 / 10.2 s.
+65.1 and 60.8 / 64.0, 15.4 / 17.1 and 14.7 / 15.0 s vs find 17.7 / 18.1 and 20.0 /
+22.0 s; view 0.3 / 0.5 87.0 / 84.5 and 64.5 / 62.9 (view 0.3 seed 0: pruned sd-1, 87.3
+for the pruned teacher before) in 14.9-18.6 s vs find 25.2-30.7 s; view 0.4 seeds 0 / 1
+78.5 / **75.3** (57.7 before) vs 44.6 / 47.0, F1 86.2 / 81.3 vs 67.0 / 66.4; sym 0.5 /
+asym 0.4 / cc 0.5 seed 0 as above in 9.7 / 11.4 / 10.3 s vs find 9.6 / 10.5 / 10.4 s.
 
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
