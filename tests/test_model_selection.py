@@ -393,8 +393,8 @@ def test_choice_noise_is_not_blind_where_the_given_best_model_is():
         return np.eye(3)[labels] * top + (1 - top) / 2 * (1 - np.eye(3)[labels])
 
     copier, honest = confident(y), confident(y_true)
-    T_gb = choice_noise([copier, honest], y, how="given-best")
-    T_mean = choice_noise([copier, honest], y)
+    T_gb = choice_noise([copier, honest], y)
+    T_mean = choice_noise([copier, honest], y, how="mean")
     assert np.allclose(T_gb, np.eye(3))                    # the copier's blind spot
     T_honest = estimate_noise(honest, y).T
     assert T_honest[0, 1] > 0.15                           # sees most of the flips

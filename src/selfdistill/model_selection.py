@@ -745,28 +745,29 @@ def _given_accuracy(y: np.ndarray) -> Callable[[np.ndarray], float]:
     return lambda P: float(np.mean(P.argmax(axis=1) == y))
 
 
-def choice_noise(Ps: Sequence[np.ndarray], y: np.ndarray, how: str = "mean") -> np.ndarray:
+def choice_noise(Ps: Sequence[np.ndarray], y: np.ndarray,
+                 how: str = "given-best") -> np.ndarray:
     """Noise matrix ``T`` the choice scores the candidates with, from their out-of-fold
     probabilities ``Ps`` (:func:`~selfdistill.issues.estimate_noise` of each).
 
-    Each candidate's confident joint is blind to the flips it believes itself: a model
-    that has learnt the annotator's confusions (instance-dependent noise) sees too few,
-    and under its ``T`` a model copying those confusions scores above 1. ``how="mean"``
-    averages every candidate's estimate, so no single model's blind spot sets the
-    scale; ``how="given-best"`` takes the estimate of the candidate that predicts the
-    given labels best (docs/selection.md, "The noise matrix of the choice").
+    ``how="given-best"`` takes the estimate of the candidate that predicts the given
+    labels best, usually the best model; ``how="mean"`` averages every candidate's
+    estimate. Each confident joint is blind to the flips its own model believes (a model
+    that has learnt the annotator's confusions sees too few), which the mean offsets;
+    but the mean's inverse is worse conditioned (docs/selection.md, "The noise matrix of
+    the choice").
 
     Examples
     --------
     >>> y = np.array([0, 0, 0, 1])
     >>> P1 = np.array([[0.8, 0.2], [0.7, 0.3], [0.3, 0.7], [0.9, 0.1]])
     >>> P2 = np.array([[0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.2, 0.8]])
-    >>> choice_noise([P1, P2], y).round(3)
-    array([[0.833, 0.167],
-           [0.5  , 0.5  ]])
-    >>> choice_noise([P1, P2], y, how="given-best")
+    >>> choice_noise([P1, P2], y)
     array([[1., 0.],
            [0., 1.]])
+    >>> choice_noise([P1, P2], y, how="mean").round(3)
+    array([[0.833, 0.167],
+           [0.5  , 0.5  ]])
     """
     from .issues import estimate_noise
 
