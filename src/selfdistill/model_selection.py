@@ -669,9 +669,10 @@ def posterior_accuracy_terms(pred: np.ndarray, y: np.ndarray, T: np.ndarray) -> 
         if p not in ks:
             continue
         cols = np.flatnonzero(T[ks].sum(axis=0) > 0)
-        M = np.vstack([T[np.ix_(ks, cols)].T, np.full(len(ks), _SUM_WEIGHT)])
-        b = nnls(M, np.concatenate([c[cols], [_SUM_WEIGHT]]))[0]
-        given = T[np.ix_(ks, cols)].T @ b                    # P(given g | predicted p)
+        Tt = T[np.ix_(ks, cols)].T
+        b = nnls(np.vstack([Tt, np.full(len(ks), _SUM_WEIGHT)]),
+                 np.concatenate([c[cols], [_SUM_WEIGHT]]))[0]
+        given = Tt @ b                                       # P(given g | predicted p)
         bp = b[np.searchsorted(ks, p)]
         with np.errstate(divide="ignore", invalid="ignore"):
             post[p, cols] = np.where(given > 0, bp * T[p, cols] / given, 0.0)
@@ -779,6 +780,17 @@ def choice_noise(Ps: Sequence[np.ndarray], y: np.ndarray,
     for P in Ps:    # summed one at a time: K x K each (K = 2000: 32 MB)
         T += estimate_noise(P, y).T
     return T / len(Ps)
+
+
+def _choice_terms(T: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Per-row terms of the choice's score under the noise matrix ``T``
+    (``AUTO_CHOOSE_SCORE``), as a function of the predictions: the posterior that each
+    prediction is right (:func:`posterior_accuracy_terms`), or :func:`corrected_accuracy`'s
+    terms ``T^-1[given, predicted]``; the score is their mean."""
+    if AUTO_CHOOSE_SCORE == "posterior":
+        return lambda pred: posterior_accuracy_terms(pred, y, T)
+    T_inv = noise_inverse(T)
+    return lambda pred: T_inv[y, pred]
 
 
 def resolve_auto(
@@ -1046,14 +1058,14 @@ def resolve_auto(
         P_clean, W_clean = P_screen, W_screen
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
-    T_choice = None   # the choice's noise matrix under the posterior score (``rescore``)
+    choice_terms = None   # the choice's per-row terms, once ``rescore`` has run
 
     def score_of(P: np.ndarray) -> float:
         pred = P.argmax(axis=1)
         if score == "kept":
             return float(np.mean((pred == y)[keep]))
-        if T_choice is not None:
-            return float(posterior_accuracy_terms(pred, y, T_choice).mean())
+        if choice_terms is not None:
+            return float(choice_terms(pred).mean())
         return corrected_accuracy(pred, y, T_inv)
 
     cands: dict[tuple[float, str], tuple[float, np.ndarray]] = {}
@@ -1094,14 +1106,11 @@ def resolve_auto(
         realised on view 0.3, docs/selection.md) under the bounded posterior score
         (:func:`posterior_accuracy_terms`, ``AUTO_CHOOSE_SCORE``), which later stages
         (the refine after an SD round won) score with too."""
-        nonlocal T_inv, T_choice
+        nonlocal choice_terms
         if score != "corrected" or AUTO_CHOOSE_T == "clean":
             return
-        T = choice_noise([P for _, P in cands.values()], y, AUTO_CHOOSE_T)
-        if AUTO_CHOOSE_SCORE == "posterior":
-            T_choice = T
-        else:
-            T_inv = noise_inverse(T)
+        choice_terms = _choice_terms(
+            choice_noise([P for _, P in cands.values()], y, AUTO_CHOOSE_T), y)
         for key, (_, P) in list(cands.items()):
             cands[key] = (score_of(P), P)
 
@@ -1128,22 +1137,13 @@ def resolve_auto(
         yr = y[rows]
         others = {k: P[rows] for k, (_, P) in cands.items()}
         sds = {n: P[rows] for n, P in P_sd.items()}
-        if AUTO_CHOOSE_T == "clean":
-            def terms(P):   # corrected_accuracy's terms, T^-1[given, predicted], per row
-                return T_inv[yr, P.argmax(axis=1)]
-        else:
-            T = choice_noise([*others.values(), *sds.values()], yr, AUTO_CHOOSE_T)
-            if AUTO_CHOOSE_SCORE == "posterior":
-                def terms(P):
-                    return posterior_accuracy_terms(P.argmax(axis=1), yr, T)
-            else:
-                Ti = noise_inverse(T)
-
-                def terms(P):
-                    return Ti[yr, P.argmax(axis=1)]
+        terms = ((lambda pred: T_inv[yr, pred]) if AUTO_CHOOSE_T == "clean" else
+                 _choice_terms(choice_noise([*others.values(), *sds.values()], yr,
+                                            AUTO_CHOOSE_T), yr))
 
         def best_of(Ps: dict) -> tuple:   # (key, per-row scores) of the best mean score
-            return max(((k, terms(P)) for k, P in Ps.items()), key=lambda kv: kv[1].mean())
+            return max(((k, terms(P.argmax(axis=1))) for k, P in Ps.items()),
+                       key=lambda kv: kv[1].mean())
 
         (sd_name, per_sd), (best, per_best) = best_of(sds), best_of(others)
         diff = per_sd - per_best
