@@ -3,12 +3,13 @@
 On the bundled BANKING77 embeddings (N = 10003, K = 77, d = 384), for each noise
 (kind, rate, seed), in the same process, one after the other (never two timed at once):
 
-* **ours**: exactly what ``selfdistill fit data.npz --lam auto --no-intercept --issues
-  out.csv`` runs, :func:`selfdistill.experiments.runner.run_pipeline` with ``lam="auto"``,
-  ``issues=True`` and ``fit_intercept=False`` (5-fold screen, prune, refine, choose; final
-  fits; flags and noise estimate from out-of-fold probabilities). Seconds = the whole
-  call. ``fit`` fits an intercept by default (docs/pipeline.md); the tables describe
-  ``--no-intercept``, the theory's model.
+* **ours**: exactly what ``selfdistill fit data.npz --lam auto --issues out.csv`` runs
+  with its defaults, :func:`selfdistill.experiments.runner.run_pipeline` with
+  ``lam="auto"``, ``issues=True``, ``fit_intercept=True`` and ``class_prior="uniform"``
+  (5-fold screen, prune, refine, choose; final fits, whose intercept is then shifted to a
+  uniform class prior, :mod:`selfdistill.prior`; flags and noise estimate from
+  out-of-fold probabilities). Seconds = the whole call. ``given_prior_acc`` is the
+  selected model's test accuracy without the shift (``--class-prior given``).
 * **cleanlab**: 5-fold out-of-fold ``LogisticRegression(max_iter=1000)`` probabilities
   and ``cleanlab.filter.find_label_issues`` (defaults); seconds = both (the *find* time the
   issue compares with). ``CleanLearning(LogisticRegression)`` test accuracy (given those
@@ -43,15 +44,18 @@ import platform
 import subprocess
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from selfdistill.datasets import load_banking77
 from selfdistill.distill import self_distill
-from selfdistill.experiments.runner import run_pipeline
+from selfdistill.experiments.runner import evaluate_models, run_pipeline
+from selfdistill.intercept import add_intercept
 from selfdistill.model_selection import DEFAULT_LAM_GRID
 from selfdistill.noise import NoiseSpec
+from selfdistill.prior import adjust_prior
 
 ROWS = ["sym:0.2", "sym:0.5", "sym:0.8", "asym:0.2", "asym:0.4", "paper-asym:0.5",
         "cc:0.2", "cc:0.5", "cc:0.8", "idn:0.2", "idn:0.4", "text:0.3", "text:0.5"]
@@ -66,10 +70,6 @@ def prf(mask: np.ndarray, corrupted: np.ndarray) -> dict:
     r = tp / max(int(corrupted.sum()), 1)
     return {"n_flagged": int(mask.sum()), "precision": p, "recall": r,
             "f1": 0.0 if p + r == 0 else 2 * p * r / (p + r)}
-
-
-def test_acc(W: np.ndarray, ds) -> float:
-    return float(np.mean(np.argmax(ds.X_test @ W.T.astype(ds.X_test.dtype), 1) == ds.y_test))
 
 
 def weak_annotator_labels(Z, y: np.ndarray, n_classes: int, rate: float,
@@ -127,28 +127,37 @@ def run_ours(ds, y_noisy: np.ndarray, corrupted: np.ndarray, seed: int) -> tuple
     given = Dataset(name=ds.name, X_train=ds.X_train, y_train=y_noisy, X_test=ds.X_test,
                     y_test=ds.y_test, classes=ds.classes, y_train_clean=ds.y_train)
     t0 = time.perf_counter()
-    res = run_pipeline(given, lam="auto", issues=True, noise_seed=seed, fit_intercept=False)
+    res = run_pipeline(given, lam="auto", issues=True, noise_seed=seed, fit_intercept=True,
+                       class_prior="uniform")
     secs = time.perf_counter() - t0
+    sel = res.selected_fit
+    unshifted = evaluate_models([replace(sel, bias=None)], given, y_noisy, ds.y_train,
+                                intercept_scaling=res.intercept_scaling)[0]["test_acc"]
     mask = np.zeros(len(y_noisy), dtype=bool)
     mask[res.issues.indices] = True
     by = {m["name"]: m["test_acc"] for m in res.models}
     return {"seconds": secs, "lam": res.lam, "model": res.selected,
             "test_acc": by[res.selected], "final_models": by,
+            "given_prior_acc": unshifted,
             "issues": prf(mask, corrupted),
             "noise_estimate_rate": res.noise_estimate.rate,
             "lam_selection": res.lam_selection}, res
 
 
 def run_oracle(ds, y_noisy: np.ndarray, flagged: np.ndarray, final: dict) -> dict:
-    """Best test accuracy over full and pruned pipelines at every lam (clean test labels)."""
-    X, K = ds.X_train, ds.n_classes
+    """Best test accuracy over full and pruned pipelines at every lam (clean test labels),
+    fitted as ours are (intercept, uniform class prior)."""
+    X, K = add_intercept(ds.X_train), ds.n_classes
+    Xt = add_intercept(ds.X_test)
     keep = ~flagged
     out = {}
     for lam in DEFAULT_LAM_GRID:
         for tag, rows in (("full", slice(None)), ("pruned", keep)):
-            fits = self_distill(X[rows], y_noisy[rows], lam=lam, rounds=4, pll=True,
-                                n_classes=K)
-            out[f"{tag} {lam:g}"] = {f.name: test_acc(f.W, ds) for f in fits}
+            fits = adjust_prior(self_distill(X[rows], y_noisy[rows], lam=lam, rounds=4,
+                                             pll=True, n_classes=K), X[rows], "uniform")
+            out[f"{tag} {lam:g}"] = {
+                f.name: float(np.mean(np.argmax(Xt @ f.W.T + f.bias, 1) == ds.y_test))
+                for f in fits}
     best = max(((v, f"{k} {m}") for k, d in out.items() for m, v in d.items()),
                default=(0.0, ""))
     fin = max(((v, f"final {m}") for m, v in final.items()), default=(0.0, ""))

@@ -150,7 +150,8 @@ def test_lam_auto_is_resolved_once_for_the_estimator_and_fit(digits):
     clf = SelfDistillationClassifier(lam="auto", rounds=2, lam_grid=grid, random_state=0)
     clf.fit(digits.X_train, y)
     res = run_pipeline(replace(digits, y_train=y, y_train_clean=None), lam="auto", rounds=2,
-                       lam_grid=grid, noise_seed=0, issues=True, fit_intercept=True)
+                       lam_grid=grid, noise_seed=0, issues=True, fit_intercept=True,
+                       class_prior="uniform")   # the estimator's and fit's default
     assert clf.selected_ == res.selected and clf.lam_ == res.lam
     coef, intercept = res.weights()
     np.testing.assert_allclose(clf.coef_, coef, rtol=1e-10, atol=1e-12)
@@ -192,9 +193,11 @@ def test_predict_proba_is_softmax_of_coef_and_intercept(digits):
 @pytest.mark.parametrize("s", [1.0, 3.0])
 def test_intercept_is_a_constant_column_penalised_by_lam_over_s2(digits, s):
     """fit_intercept=True is the model without intercept on [X, s 1] (liblinear's way), so
-    the bias costs (lam/2) b^2 / s^2 in the objective."""
+    the bias costs (lam/2) b^2 / s^2 in the objective (the fitted bias: class_prior
+    "given", no shift after the fit)."""
     X, y, lam = digits.X_train[:300], digits.y_train[:300], 1e-3
-    clf = SelfDistillationClassifier(lam=lam, mode="teacher", intercept_scaling=s).fit(X, y)
+    clf = SelfDistillationClassifier(lam=lam, mode="teacher", intercept_scaling=s,
+                                     class_prior="given").fit(X, y)
     aug = SelfDistillationClassifier(lam=lam, mode="teacher", fit_intercept=False).fit(
         np.hstack([X, np.full((300, 1), s)]), y)
     np.testing.assert_allclose(clf.coef_, aug.coef_[:, :64], rtol=1e-10, atol=1e-12)

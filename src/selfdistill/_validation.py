@@ -30,6 +30,7 @@ __all__ = [
     "ROUNDS",
     "MAX_ITER",
     "PLL_LOSSES",
+    "CLASS_PRIORS",
     "BACKENDS",
     "INTERCEPT_SCALING",
     "check_lam",
@@ -116,6 +117,8 @@ ROUNDS = Interval(0, None, closed="left", integer=True)
 MAX_ITER = Interval(1, None, closed="left", integer=True)
 #: losses of the PLL student (:mod:`selfdistill.distill`)
 PLL_LOSSES = ("gce", "two-hot")
+#: class priors the final models predict with (:mod:`selfdistill.prior`)
+CLASS_PRIORS = ("given", "uniform")
 #: array backends of :func:`~selfdistill.fit_softmax`
 BACKENDS = ("numpy", "torch")
 #: value of the constant feature column that carries the intercept

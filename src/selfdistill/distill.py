@@ -56,10 +56,15 @@ class NamedFit:
     name : str
         ``"teacher"``, ``"sd-1"`` .. ``"sd-R"`` or ``"pll"``.
     fit : FitResult
+    bias : ndarray of shape (K,) or None
+        A shift added to the logits after fitting (:mod:`selfdistill.prior`,
+        ``class_prior="uniform"``); None: none. The chain's students are fitted on
+        the unshifted outputs.
     """
 
     name: str
     fit: FitResult
+    bias: np.ndarray | None = None
 
     @property
     def W(self) -> np.ndarray:
@@ -67,8 +72,9 @@ class NamedFit:
         return self.fit.W
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """``softmax(X W^T)``, shape (M, K)."""
-        return softmax(np.asarray(X, dtype=np.float64) @ self.fit.W.T)
+        """``softmax(X W^T + bias)``, shape (M, K)."""
+        Z = np.asarray(X, dtype=np.float64) @ self.fit.W.T
+        return softmax(Z if self.bias is None else Z + self.bias)
 
     def to_dict(self) -> dict[str, Any]:
         """``name`` followed by :meth:`FitResult.to_dict` (objective, iterations, nfev,

@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._validation import (
+    CLASS_PRIORS,
     INTERCEPT_SCALING,
     LAM,
     MAX_ITER,
@@ -30,6 +31,7 @@ from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
 from .model_selection import CV_TOL, cross_validate_pipeline, resolve_auto
+from .prior import prior_shift
 from .solvers import SpectralBasis
 
 __all__ = ["SelfDistillationClassifier"]
@@ -103,6 +105,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         Value ``s`` of the constant column. The bias ``b`` is penalised by
         ``(lam/2) ||b||^2 / s^2``: a larger ``s`` penalises it less. Ignored when
         ``fit_intercept=False``.
+    class_prior : {"uniform", "given"}, default="uniform"
+        ``"uniform"``: the predicting model's intercept is shifted so that it predicts as
+        if the classes were balanced (:mod:`selfdistill.prior`): label noise piles rows
+        onto some classes and drains others, and a model fitted on the given labels
+        copies that. ``"given"`` keeps the fitted bias (the given labels' class
+        frequencies; use it for long-tailed data whose frequencies are right,
+        docs/selection.md measures the cost). The choice, the label issues and
+        ``coef_`` are the same either way. Without intercept (``fit_intercept=False``)
+        there is no bias to shift, and the model is as fitted.
 
     Attributes
     ----------
@@ -111,8 +122,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     coef_ : ndarray of shape (K, d)
         Weights of the predicting model (W in theory-derivation.md).
     intercept_ : ndarray of shape (K,)
-        Its bias per class (zeros when ``fit_intercept=False``); the logits are
-        ``X @ coef_.T + intercept_``.
+        Its bias per class (the fitted one plus the ``class_prior`` shift; zeros when
+        ``fit_intercept=False``); the logits are ``X @ coef_.T + intercept_``.
     lam_ : float
         The lam used (chosen one for ``lam="auto"``).
     selected_ : str
@@ -189,6 +200,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
         "fit_intercept": ["boolean"],
         "intercept_scaling": [_sk(INTERCEPT_SCALING)],
+        "class_prior": [StrOptions(set(CLASS_PRIORS))],
     }
 
     def __init__(
@@ -206,6 +218,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         random_state=None,
         fit_intercept=True,
         intercept_scaling=1.0,
+        class_prior="uniform",
     ):
         self.lam = lam
         self.rounds = rounds
@@ -219,6 +232,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
+        self.class_prior = class_prior
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -313,6 +327,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = (
             split_weights(chosen.W, float(self.intercept_scaling)) if self.fit_intercept
             else (chosen.W, np.zeros(K)))
+        if self.fit_intercept:  # the class prior moves the bias (none without one)
+            self.intercept_ = self.intercept_ + prior_shift(Xf @ chosen.W.T, self.class_prior)
         self.history_ = [f.to_dict() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
         if auto is not None:
@@ -382,6 +398,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                   for k, v in saved.params.items() if k in known}
         if saved.schema_version < 2:  # fitted before intercepts existed: none
             params.setdefault("fit_intercept", False)
+        params.setdefault("class_prior", "given")  # saved before class priors existed
         clf = cls(**params)
         clf.classes_ = saved.classes
         clf.coef_ = saved.W

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .._validation import PLL_LOSSES, Q, check_option
+from .._validation import CLASS_PRIORS, PLL_LOSSES, Q, check_option
 from ._app import app, console
 from ._common import (
     check_distinct_paths,
@@ -101,6 +101,12 @@ def fit(
                                    "1, penalised with the weights); --no-intercept is the "
                                    "model of docs/theory-derivation.md and can suit PLL "
                                    "(docs/pipeline.md)."),
+    class_prior: str = typer.Option(
+        "uniform", "--class-prior",
+        help="uniform: the models predict as if the classes were balanced (label noise "
+        "skews the given class counts; docs/selection.md); given: as the given labels' "
+        "class counts say (long-tailed data with right counts). A shift of the "
+        "intercept: --no-intercept keeps none."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
     lam_grid: str = typer.Option("1e-6,1e-5,1e-4", "--lam-grid",
@@ -140,6 +146,7 @@ def fit(
         lam_v = parse_lam(lam)
         grid = parse_lam_grid(lam_grid)
         check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
+        check_option(class_prior, CLASS_PRIORS, name="--class-prior")
         for out in (json_out, issues, model_out, relabel):
             if out is not None and out.is_dir():
                 raise SelfDistillError(f"cannot write {out}: it is a directory")
@@ -178,6 +185,7 @@ def fit(
                 ds, noise=spec, noise_seed=noise_seed, lam=lam_v, rounds=rounds, pll=pll,
                 pll_loss=pll_loss, q=q, select=select, issues=want_issues, lam_grid=grid,
                 n_splits=cv, max_iter=max_iter, fit_intercept=intercept,
+                class_prior=class_prior,
                 progress=lambda name, d, t: update(d, t, _phase(name)),
             )
             widened = (result.lam_selection or {}).get("widened") or []
@@ -214,7 +222,9 @@ def fit(
     title = (f"{record['dataset']}: N={record['n_train']}, K={record['n_classes']}, "
              f"noise {record['noise']['kind']} {record['noise']['realized_rate']:.3f} "
              f"(seed {noise_seed}), lam={record['lam']:g}"
-             f"{'' if record['fit_intercept'] else ', no intercept'}; * = selected")
+             f"{'' if record['fit_intercept'] else ', no intercept'}"
+             f"{', given class prior' if record['class_prior'] == 'given' else ''}"
+             "; * = selected")
     console.print(models_table(record, title))
     if result.noise_estimate is not None:
         console.print(noise_table(result, ds.classes))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import SelfDistillError
-from .._validation import INTERCEPT_SCALING, check_in
+from .._validation import CLASS_PRIORS, INTERCEPT_SCALING, check_in, check_option
 from ..datasets import Dataset
 from ..distill import NamedFit, self_distill
 from ..intercept import add_intercept, linear_logits, split_weights
@@ -22,6 +22,7 @@ from ..issues import LabelIssues, NoiseEstimate
 from ..losses import softmax
 from ..model_selection import CV_TOL, DEFAULT_LAM_GRID, cross_validate_pipeline
 from ..noise import NoiseSpec, realized_rate
+from ..prior import adjust_prior
 from ..solvers import SpectralBasis
 
 __all__ = ["run_pipeline", "run_experiment", "RunResult", "evaluate_models", "given_labels",
@@ -38,11 +39,14 @@ def weights_of(nf: NamedFit, intercept_scaling: float | None = None
 
     ``intercept_scaling`` is the value of the constant column the model was fitted with
     (:func:`~selfdistill.intercept.add_intercept`), or None when it was fitted without
-    intercept (the intercept is then zeros).
+    intercept (the intercept is then zeros). The model's class-prior ``bias``
+    (:mod:`selfdistill.prior`), if any, is added to the intercept.
     """
     if intercept_scaling is None:
-        return nf.W, np.zeros(nf.W.shape[0])
-    return split_weights(nf.W, intercept_scaling)
+        coef, b = nf.W, np.zeros(nf.W.shape[0])
+    else:
+        coef, b = split_weights(nf.W, intercept_scaling)
+    return coef, b if nf.bias is None else b + nf.bias
 
 
 def evaluate_models(
@@ -161,6 +165,9 @@ class RunResult:
         Value of the constant feature column the models were fitted with
         (:mod:`selfdistill.intercept`); None: fitted without intercept. The fits' ``W``
         then has d + 1 columns; :meth:`weights` splits them.
+    class_prior : str
+        ``"given"`` or ``"uniform"`` (:mod:`selfdistill.prior`): whether the final
+        models' ``bias`` moves their learnt class prior to a uniform one.
     """
 
     dataset: str
@@ -187,6 +194,7 @@ class RunResult:
     issues: LabelIssues | None = None
     noise_estimate: NoiseEstimate | None = None
     intercept_scaling: float | None = None
+    class_prior: str = "given"
 
     def fit_named(self, name: str) -> NamedFit:
         """The final model called ``name``."""
@@ -230,6 +238,7 @@ class RunResult:
             "pll_loss": self.pll_loss,
             "q": self.q,
             "fit_intercept": self.intercept_scaling is not None,
+            "class_prior": self.class_prior,
             "models": self.models,
             "selected": self.selected,
             "seconds": self.seconds,
@@ -262,6 +271,7 @@ def run_pipeline(
     progress: Callable[[str, int, int], None] | None = None,
     fit_intercept: bool = False,
     intercept_scaling: float = 1.0,
+    class_prior: str = "given",
 ) -> RunResult:
     """Run one pipeline: noise -> (cross-validation) -> final fits -> records, issues.
 
@@ -305,6 +315,12 @@ def run_pipeline(
         turns it on (``--intercept``).
     intercept_scaling : float, default=1.0
         In ``(0, 1e6]``.
+    class_prior : {"given", "uniform"}, default="given"
+        ``"uniform"``: every final model's intercept is shifted so that it predicts as if
+        the classes were balanced (:mod:`selfdistill.prior`; the label issues and the
+        choice are unchanged). ``"given"`` keeps the fitted models; so does
+        ``fit_intercept=False`` (no intercept, no shift: the theory's model, which sweeps
+        and the demo use). ``selfdistill fit`` defaults to ``"uniform"``.
 
     Returns
     -------
@@ -316,6 +332,9 @@ def run_pipeline(
     t0 = time.perf_counter()
     scaling = (check_in(intercept_scaling, INTERCEPT_SCALING, name="intercept_scaling")
                if fit_intercept else None)
+    # the shift is a bias: a model without intercept keeps none (the theory's model)
+    class_prior = (check_option(class_prior, CLASS_PRIORS, name="class_prior")
+                   if fit_intercept else "given")
     spec = NoiseSpec.parse(noise)
     K = ds.n_classes
     clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
@@ -368,6 +387,7 @@ def run_pipeline(
                         progress=progress, teacher_W=teacher_W)
     if train_rows is not None:  # fitted without the flagged rows
         fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
+    fits = adjust_prior(fits, Xf, class_prior)
     if selected is None:
         selected = fits[-1].name
     models = evaluate_models(fits, ds, y_given, clean, intercept_scaling=scaling)
@@ -390,7 +410,7 @@ def run_pipeline(
         lam=lam_value, lam_selection=lam_selection, fits=fits, models=models,
         selected=selected, pll_loss=pll_loss, q=q, seconds=time.perf_counter() - t0,
         oof_proba=oof, flag_others=flag_others, issues=found, noise_estimate=est,
-        intercept_scaling=scaling)
+        intercept_scaling=scaling, class_prior=class_prior)
 
 
 def run_experiment(
