@@ -519,3 +519,21 @@ def test_fit_summary_names_the_second_flagging_teacher():
     assert "--issues FILE.csv" in plain
     both = fit_summary(12, {"likely label errors": None}, lam_flag=1e-4)
     assert "stiffer teacher, lam 0.0001" in both and "--issues FILE.csv" in both
+
+
+def test_fit_class_prior_option(capsys, tmp_path, small_npz):
+    """--class-prior: uniform by default, given on request (the table says so), and a bad
+    value is one error line, nothing written."""
+    out = tmp_path / "given.json"
+    code, stdout, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--no-select",
+                            "--class-prior", "given", "--json", out, "--quiet")
+    assert code == 0, err
+    assert json.loads(out.read_text())["class_prior"] == "given" and "given class prior" in stdout
+    code, stdout, err = cli(capsys, "fit", small_npz, "--lam", "1e-3", "--no-select",
+                            "--json", out, "--quiet")
+    assert json.loads(out.read_text())["class_prior"] == "uniform"
+    assert "class prior" not in stdout
+    bad = tmp_path / "bad.json"
+    code, _, err = cli(capsys, "fit", small_npz, "--class-prior", "balanced", "--json", bad)
+    check_error(code, err, bad)
+    assert "--class-prior" in err

@@ -151,7 +151,8 @@ def test_lam_auto_is_resolved_once_for_the_estimator_and_fit(digits):
     clf.fit(digits.X_train, y)
     res = run_pipeline(replace(digits, y_train=y, y_train_clean=None), lam="auto", rounds=2,
                        lam_grid=grid, noise_seed=0, issues=True, fit_intercept=True,
-                       class_prior="uniform")   # the estimator's and fit's default
+                       class_prior="uniform",   # the estimator's and fit's default
+                       tol=clf.tol)             # fit's --lam auto stops at 1e-4
     assert clf.selected_ == res.selected and clf.lam_ == res.lam
     coef, intercept = res.weights()
     np.testing.assert_allclose(clf.coef_, coef, rtol=1e-10, atol=1e-12)

@@ -9,7 +9,7 @@ from sklearn.exceptions import ConvergenceWarning
 from selfdistill import SelfDistillationClassifier, make_noisy_labels
 from selfdistill.distill import self_distill
 from selfdistill.experiments.runner import run_experiment
-from selfdistill.model_selection import cross_validate_pipeline, select_candidate
+from selfdistill.model_selection import cross_validate_pipeline, resolve_auto, select_candidate
 
 pytestmark = pytest.mark.filterwarnings("error", category=ConvergenceWarning)
 
@@ -400,3 +400,37 @@ def test_choice_noise_is_not_blind_where_the_given_best_model_is():
     assert T_honest[0, 1] > 0.15                           # sees most of the flips
     assert np.allclose(T_mean, (np.eye(3) + T_honest) / 2)
     assert T_mean[0, 1] > 0.075
+
+
+def _learnable_annotator(seed=0, N=3000, K=10, d=40):
+    """Labels flipped to the next class on the 30 % of rows highest on one feature: noise a
+    flexible model learns (the screen's flexible lam predicts the given labels better)."""
+    rng = np.random.default_rng(seed)
+    M = rng.standard_normal((K, d))
+    y = rng.integers(0, K, N)
+    X = M[y] + 0.5 * rng.standard_normal((N, d))
+    given = np.where(X[:, 0] > np.quantile(X[:, 0], 0.7), (y + 1) % K, y)
+    return X / np.linalg.norm(X, axis=1, keepdims=True), given
+
+
+def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
+    """Step 6: when the screen's lam below the stiff flagging teacher's fits the given
+    labels better, ``average_learnable`` recommends the last SD round of the unpruned
+    chain at the screened lam that fitted them best, and skips the refine; without it the
+    choice is as before."""
+    from selfdistill.intercept import add_intercept
+
+    X, given = _learnable_annotator()
+    X = add_intercept(X)
+    kw = dict(n_classes=10, lams=(1e-5, 1e-4, 1e-3), rounds=3)
+    avg = resolve_auto(X, given, average_learnable=True, **kw)
+    assert avg.label_averaging and avg.best_model == "sd-3" and not avg.pruned
+    assert avg.lam_flag == 1e-3 and avg.lam == 1e-4
+    assert avg.lam == max(avg.screen_scores, key=avg.screen_scores.get)
+    assert avg.final_rows(given) is None and avg.chain() == (3, False)
+    assert [p["stage"] for p in avg.path][-1] == "label-averaging"
+    assert not any(p["stage"] in ("refine", "choose") for p in avg.path)
+    assert avg.to_dict()["label_averaging"] is True
+    plain = resolve_auto(X, given, **kw)
+    assert not plain.label_averaging and plain.best_model != "sd-3"
+    assert any(p["stage"] == "refine" for p in plain.path)

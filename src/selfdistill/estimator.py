@@ -283,7 +283,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             auto = resolve_auto(
                 X, y_enc, lams=[check_lam(v, name="lam_grid entry") for v in self.lam_grid],
                 rounds=rounds, pll=pll, n_classes=K, pll_loss=self.pll_loss, q=self.q,
-                seed=self._seed(), basis=basis)
+                seed=self._seed(), basis=basis,
+                average_learnable=self.fit_intercept and self.class_prior == "uniform")
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)

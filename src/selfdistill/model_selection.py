@@ -399,6 +399,12 @@ AUTO_SPLITS = 5
 #: looser fits moved which rows the cleaning pass flagged. (1e-3 against 1e-4 had given
 #: the same choices in 0.75x the time.)
 AUTO_TOL = 3e-3
+#: Tolerance of ``--lam auto``'s final fits unless one is given (``run_pipeline``'s
+#: ``tol=None``). Measured on BANKING77 text 0.5 (teacher and SD rounds 1-4 at lam 1e-5,
+#: intercept, uniform class prior): test accuracy within 0.1 point at 1e-6, 1e-5, 1e-4
+#: and 1e-3, in 6.3, 4.7, 3.3 and 2.1 s; 1e-4 keeps a margin of two decades over the
+#: choice's own AUTO_TOL.
+AUTO_FINAL_TOL = 1e-4
 #: SD rounds fitted at every lam of the refine's path (the others at its best lam only).
 #: 0 (the teacher walks the path; SD rounds continue it at the best lam) against 1:
 #: the same choice on 23 of the 24 BANKING77 rows of docs/label_issues.md (asym 0.2 seed 0:
@@ -506,6 +512,10 @@ class AutoSelection:
         next smaller lam predicted the given labels better; else None.
     flag_proba : ndarray of shape (N, K) or None
         Those probabilities (:meth:`label_issues`).
+    label_averaging : bool
+        Whether step 6 replaced the chosen candidate by the unpruned chain's last SD
+        round (``average_learnable``); ``oof_proba`` is then the cleaning pass's (the
+        label issues' evidence), and no candidate was scored.
     """
 
     lam: float
@@ -525,6 +535,7 @@ class AutoSelection:
     teacher_W: np.ndarray | None = field(default=None, repr=False)
     lam_flag: float | None = None
     flag_proba: np.ndarray | None = field(default=None, repr=False)
+    label_averaging: bool = False
 
     def chain(self) -> tuple[int, bool]:
         """``(rounds, pll)`` of the final chain: teacher -> ... -> the chosen model."""
@@ -587,6 +598,7 @@ class AutoSelection:
             "n_splits": int(self.n_splits),
             "widened": [float(v) for v in self.widened],
             "lam_flag": None if self.lam_flag is None else float(self.lam_flag),
+            "label_averaging": bool(self.label_averaging),
             "at_grid_edge": bool(len(lams) > 1 and self.lam in (min(lams), max(lams))
                                  and self.lam in self.widened),
             "seconds": float(self.seconds),
@@ -809,6 +821,7 @@ def resolve_auto(
     score: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     basis: SpectralBasis | None = None,
+    average_learnable: bool = False,
 ) -> AutoSelection:
     """Choose lam, whether to prune, and the model, from the given labels only.
 
@@ -843,6 +856,12 @@ def resolve_auto(
        plain accuracy on the held-out rows that were not flagged. When an unpruned SD
        round wins, its own flags prune the folds and the refine runs again from its lam
        (``AUTO_SD_PRUNE``), and the choice is made again.
+    6. **Learnable noise.** When the chosen model is more flexible than scikit-learn's
+       default regularisation and the screen saw flexibility fit the given labels
+       better (``lam_flag``), that stiffer teacher's flags join the label issues; with
+       ``average_learnable``, the recommended model then becomes the last SD round of
+       the *unpruned* chain at the screened lam that predicted the given labels best
+       (docs/selection.md, "Learnable noise: label averaging").
 
     Parameters
     ----------
@@ -864,6 +883,11 @@ def resolve_auto(
         Of all of X (computed here otherwise, unless the folds' rows exceed
         ``AUTO_BASIS_CACHE_BYTES``): every fold's fits borrow it
         (:meth:`~selfdistill.solvers.SpectralBasis.of_rows`).
+    average_learnable : bool, default=False
+        Step 6's label averaging. Measured with final models whose class prior is
+        shifted to uniform (:mod:`selfdistill.prior`): the SD rounds keep the given
+        labels' class skew, which the shift removes; ``run_pipeline`` and the estimator
+        pass ``class_prior == "uniform"``.
 
     Returns
     -------
@@ -1056,6 +1080,31 @@ def resolve_auto(
         keep = ~flag_mask(P_clean, y, rule=AUTO_KEEP_CUT)
     else:
         P_clean, W_clean = P_screen, W_screen
+    n_sd = min(rounds, AUTO_MAX_ROUNDS)   # SD rounds fitted as candidates
+    # 6 (decided here). learnable noise: the screen's lam just below the stiff flagging
+    # teacher's predicted the given labels better than it. Flags are blind to noise a
+    # model can learn (idn F1 0.33-0.38 on BANKING77) and pruning leaves most of it;
+    # SD rounds average it away over correlated rows. The recommended model is the
+    # unpruned chain's last SD round at the screened lam that fitted the given labels
+    # best; the label issues come from the cleaning pass and the stiff teacher, and the
+    # refine and the choice are skipped (docs/selection.md, "Learnable noise")
+    lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
+    below = [v for v in screen_scores if v < lam_flag]
+    if (average_learnable and n_sd and below
+            and screen_scores[max(below)] > screen_scores[lam_flag]):
+        lam_avg = max(below, key=screen_scores.get)
+        model = f"sd-{rounds}"
+        path.append({"stage": "label-averaging", "lam": lam_avg, "model": model,
+                     "score": float(screen_scores[lam_avg])})
+        if progress is not None:
+            progress(total, total)
+        return AutoSelection(
+            lam=lam_avg, best_model=model, pruned=False, train_rows=None,
+            lam_screen=lam_screen, screen_scores=screen_scores, scores_by_model={},
+            path=path, oof_proba=P_clean, screen_proba=P_screen, n_splits=n_splits,
+            rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
+            teacher_W=np.mean(screen_W[lam_avg], axis=0), lam_flag=lam_flag,
+            flag_proba=screen_P[lam_flag], label_averaging=True)
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
     choice_terms = None   # the choice's per-row terms, once ``rescore`` has run
@@ -1074,8 +1123,6 @@ def resolve_auto(
                  "score": cands[(lam_screen, "teacher")][0]})
 
     W_mean = {(lam_screen, False): np.mean(W_screen, axis=0)}
-
-    n_sd = min(rounds, AUTO_MAX_ROUNDS)   # SD rounds fitted as candidates
 
     def refine(rows: np.ndarray, lam_start: float, W_start: list, stage: str) -> None:
         """The teacher on each fold's training rows in ``rows`` along the lam path from

@@ -99,6 +99,18 @@ def _cv_text(models: list[dict[str, Any]]) -> tuple[str, str, str]:
             "matrix)")
 
 
+def _prior_note(result: RunResult) -> str:
+    """One sentence on the class prior the models predict with (:mod:`selfdistill.prior`)."""
+    counts = np.bincount(result.y_given, minlength=result.n_classes)
+    spread = f"{counts.min()}-{counts.max()} rows a class in the given labels"
+    if result.class_prior == "uniform":
+        return (f"<p>Every model's intercept is shifted so that it predicts as if the "
+                f"{result.n_classes} classes were balanced (class prior <i>uniform</i>; "
+                f"{spread}, which label noise skews; <code>--class-prior given</code> "
+                "keeps them).</p>")
+    return f"<p>The models predict with the class frequencies they learnt ({spread}).</p>"
+
+
 def _why(result: RunResult) -> str:
     """One paragraph: which model is recommended and by what rule."""
     sel = result.lam_selection or {}
@@ -111,6 +123,13 @@ def _why(result: RunResult) -> str:
               if sel.get("lam_flag") is not None else "flagged out of fold")
         pruned = (f" It is fitted without the {n_out} rows {by}." if sel.get("pruned")
                   else "")
+        if sel.get("label_averaging"):
+            pruned += (" The given labels looked learnable (a flexible model predicted "
+                       "them better than scikit-learn's default regularisation), so the "
+                       "recommended model is the last self-distillation round on all "
+                       "rows at the λ that fitted them best: it averages the labels of "
+                       "correlated rows, which flags cannot clean there "
+                       "(docs/selection.md, \"Learnable noise\").")
         return (f"<p><b>{name}</b> at λ={result.lam:g}, chosen from the given labels only "
                 f"({html.escape(str(sel.get('method', '')))}): {rule}.{pruned}</p>")
     cv = {m["name"]: m.get("cv_acc_given") for m in result.models}
@@ -170,7 +189,7 @@ def write_fit_report(out_dir: str | Path, result: RunResult, training: TrainingI
         + (f"; test rows: {ds.n_test}" + (f" from <code>{html.escape(test)}</code>"
                                           if test else "") if ds.n_test else "; no test set")
         + f". Feature digest (SHA-256): <code>{training.features_sha256[:16]}…</code></p>"
-        + _why(result))
+        + _why(result) + _prior_note(result))
     sections: list[dict[str, Any]] = [{"heading": "Selected model", "html": summary}]
     rows = [{"model": m["name"] + (" *" if m["name"] == result.selected else ""),
              "cv": _pct(_cv(m)), "test": _pct(m.get("test_acc")),

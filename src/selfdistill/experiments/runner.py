@@ -265,7 +265,7 @@ def run_pipeline(
     issues: bool = False,
     lam_grid: tuple[float, ...] = DEFAULT_LAM_GRID,
     n_splits: int | None = None,
-    tol: float = 1e-6,
+    tol: float | None = None,
     max_iter: int = 2000,
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -301,7 +301,9 @@ def run_pipeline(
         (5) for ``lam="auto"``.
     max_iter : int, default=2000
         Iteration cap of each final fit.
-    tol : float, default=1e-6
+    tol : float, optional
+        Tolerance of the final fits: by default 1e-6, or
+        :data:`~selfdistill.model_selection.AUTO_FINAL_TOL` (1e-4) with ``lam="auto"``.
     basis : SpectralBasis, optional
         Precomputed basis of the fitted features, ``ds.X_train`` (with the intercept's
         column when ``fit_intercept``), reused across grid points.
@@ -327,9 +329,11 @@ def run_pipeline(
     RunResult
     """
     from ..issues import estimate_noise, find_label_issues
-    from ..model_selection import resolve_auto
+    from ..model_selection import AUTO_FINAL_TOL, resolve_auto
 
     t0 = time.perf_counter()
+    if tol is None:
+        tol = AUTO_FINAL_TOL if isinstance(lam, str) else 1e-6
     scaling = (check_in(intercept_scaling, INTERCEPT_SCALING, name="intercept_scaling")
                if fit_intercept else None)
     # the shift is a bias: a model without intercept keeps none (the theory's model)
@@ -357,7 +361,7 @@ def run_pipeline(
     if isinstance(lam, str):
         auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
-                            basis=basis,
+                            basis=basis, average_learnable=class_prior == "uniform",
                             **({} if n_splits is None else {"n_splits": n_splits}))
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
