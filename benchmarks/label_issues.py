@@ -192,16 +192,14 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-25, seventh session: all 26 rows run after "
-               "the final choice's score became the bounded posterior of "
-               "docs/selection.md step 5, with the same choices, accuracies and flags as "
-               "at the previous stop on the 24 rows run then; sym 0.2 seed 0 re-run "
-               "alone because a test run overlapped its cleanlab timing); cleanlab's "
-               "find time itself varies by up to 30% between runs of the same row (idn "
-               "0.2 seed 0: 6.2-9.7 s over three runs), ours by about 5%, so read the "
-               "seconds as same-row ratios. The race of the unpruned SD candidates "
-               "(docs/selection.md step 4) drops them after two of the five folds on "
-               "most rows.")
+               "nothing else running (2026-11-25, eighth session: all 26 rows run with "
+               "fit's defaults, intercept and the uniform class prior, after label "
+               "averaging for learnable noise, docs/selection.md step 2); cleanlab's "
+               "find time itself varies by up to 30% between runs of the same row (cc "
+               "0.2 seed 0: 6.1 s here, 7.6 s in the run before), ours by about 5%, so "
+               "read the seconds as same-row ratios. The intercept costs 10-25% more "
+               "solver steps than the model without one; the final fits of --lam auto "
+               "stop at a relative gradient of 1e-4.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model
