@@ -593,7 +593,9 @@ class AutoSelection:
         lams = sorted({p["lam"] for p in self.path})
         best = {lam: max(p["score"] for p in self.path if p["lam"] == lam) for lam in lams}
         return {
-            "method": (f"{self.n_splits}-fold screen, prune, refine on given labels "
+            "method": (f"{self.n_splits}-fold screen, clean, label averaging"
+                       if self.label_averaging else
+                       f"{self.n_splits}-fold screen, prune, refine on given labels "
                        f"({self.rule} score)"),
             "candidates": [float(v) for v in lams],
             "scores": [float(best[v]) for v in lams],

@@ -128,8 +128,8 @@ def fit_summary(n_flagged: int | None, outputs: dict[str, Path | None],
     lines = [] if n_flagged is None else [
         f"{n_flagged} training {rows} flagged as likely label errors"
         + ("" if lam_flag is None else
-           f" (by the selected model or a stiffer teacher, lam {lam_flag:g}: the noise "
-           "looks learnable; docs/selection.md)")
+           f" (out of fold, by the chosen candidate or a stiffer teacher, lam {lam_flag:g}: "
+           "the noise looks learnable; docs/selection.md)")
         + ("" if outputs.get("likely label errors") or not n_flagged
            else " (list them with --issues FILE.csv)")]
     lines += [f"{what}: {path}" for what, path in outputs.items() if path is not None]
