@@ -523,9 +523,9 @@ class AutoSelection:
     flag_proba : ndarray of shape (N, K) or None
         Those probabilities (:meth:`label_issues`).
     label_averaging : bool
-        Whether step 6 replaced the chosen candidate by the unpruned chain's last SD
-        round (``average_learnable``); ``oof_proba`` is then the cleaning pass's (the
-        label issues' evidence), and no candidate was scored.
+        Whether step 6 stopped the procedure after the cleaning pass and recommended the
+        unpruned chain's last SD round (``average_learnable``); ``oof_proba`` is then
+        the cleaning pass's (the label issues' evidence), and no candidate was scored.
     """
 
     lam: float
@@ -870,12 +870,14 @@ def resolve_auto(
        plain accuracy on the held-out rows that were not flagged. When an unpruned SD
        round wins, its own flags prune the folds and the refine runs again from its lam
        (``AUTO_SD_PRUNE``), and the choice is made again.
-    6. **Learnable noise.** When the chosen model is more flexible than scikit-learn's
-       default regularisation and the screen saw flexibility fit the given labels
-       better (``lam_flag``), that stiffer teacher's flags join the label issues; with
-       ``average_learnable``, the recommended model then becomes the last SD round of
-       the *unpruned* chain at the screened lam that predicted the given labels best
-       (docs/selection.md, "Learnable noise: label averaging").
+    6. **Learnable noise.** When the screen's lam just below ``lam_flag`` (the lam
+       nearest scikit-learn's default regularisation, :func:`flag_lam`) predicted the
+       given labels better than ``lam_flag``: with ``average_learnable`` the procedure
+       stops after step 2 and recommends the last SD round of the *unpruned* chain at
+       the screened lam that predicted the given labels best (its label issues: the
+       cleaning pass's and that stiffer teacher's; docs/selection.md, "Learnable noise:
+       label averaging"); without it, when the chosen model is more flexible than
+       ``lam_flag``, the stiffer teacher's flags join the chosen candidate's.
 
     Parameters
     ----------
@@ -1104,7 +1106,7 @@ def resolve_auto(
     # refine and the choice are skipped (docs/selection.md, "Learnable noise")
     lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
     below = [v for v in screen_scores if v < lam_flag]
-    if (average_learnable and n_sd and below
+    if (average_learnable and rounds > 0 and below
             and screen_scores[max(below)] > screen_scores[lam_flag]):
         lam_avg = max(below, key=screen_scores.get)
         model = f"sd-{rounds}"
