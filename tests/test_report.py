@@ -263,3 +263,25 @@ def test_fit_report_names_the_cv_figure_it_shows():
     assert header == "cv score %" and "not an accuracy on the given labels" in note
     assert _cv_text(fixed)[1] == "cv accuracy %"
     assert "on the given labels" in _cv_text(fixed)[2]
+
+
+def test_fit_report_explains_label_averaging_and_the_class_prior():
+    """Under label averaging no candidate was scored: the 'why' paragraph gives the rule
+    (learnable labels, the last SD round on all rows), not the corrected score; the prior
+    note says the intercepts were shifted and how skewed the given counts are."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from selfdistill.experiments.fit_report import _prior_note, _why
+
+    sel = {"method": "5-fold screen, clean, label averaging", "rule": "corrected text",
+           "pruned": False, "label_averaging": True, "lam_flag": 1e-4, "path": []}
+    res = SimpleNamespace(lam_selection=sel, selected="sd-4", lam=1e-5, models=[])
+    why = _why(res)
+    assert "looked learnable" in why and "corrected text" not in why and "sd-4" in why
+    y = np.array([0, 0, 0, 1, 2, 2])
+    uni = SimpleNamespace(class_prior="uniform", y_given=y, n_classes=3)
+    assert "balanced" in _prior_note(uni) and "1-3 rows a class" in _prior_note(uni)
+    given = SimpleNamespace(class_prior="given", y_given=y, n_classes=3)
+    assert "balanced" not in _prior_note(given)
