@@ -31,7 +31,7 @@ from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
 from .model_selection import CV_TOL, cross_validate_pipeline, resolve_auto
-from .prior import prior_shift
+from .prior import effective_prior, prior_shift
 from .solvers import SpectralBasis
 
 __all__ = ["SelfDistillationClassifier"]
@@ -278,13 +278,14 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         teacher_W = None
         # the basis of X, borrowed by the cross-validation folds and the final fits
         basis = SpectralBasis.from_features(X)
+        prior = effective_prior(self.class_prior, self.fit_intercept)  # none without b
         if self.lam == "auto" and mode == "auto":
             # the one resolution of "auto", the same as `selfdistill fit --lam auto`
             auto = resolve_auto(
                 X, y_enc, lams=[check_lam(v, name="lam_grid entry") for v in self.lam_grid],
                 rounds=rounds, pll=pll, n_classes=K, pll_loss=self.pll_loss, q=self.q,
                 seed=self._seed(), basis=basis,
-                average_learnable=self.fit_intercept and self.class_prior == "uniform")
+                average_learnable=prior == "uniform")
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)
@@ -328,8 +329,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = (
             split_weights(chosen.W, float(self.intercept_scaling)) if self.fit_intercept
             else (chosen.W, np.zeros(K)))
-        if self.fit_intercept:  # the class prior moves the bias (none without one)
-            self.intercept_ = self.intercept_ + prior_shift(Xf @ chosen.W.T, self.class_prior)
+        if prior != "given":
+            self.intercept_ = self.intercept_ + prior_shift(Xf @ chosen.W.T, prior)
         self.history_ = [f.to_dict() for f in fits]
         self.n_iter_ = np.array([f.fit.iterations for f in fits])
         if auto is not None:

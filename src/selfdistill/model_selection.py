@@ -405,16 +405,6 @@ AUTO_TOL = 3e-3
 #: and 1e-3, in 6.3, 4.7, 3.3 and 2.1 s; 1e-4 keeps a margin of two decades over the
 #: choice's own AUTO_TOL.
 AUTO_FINAL_TOL = 1e-4
-#: Label issues under label averaging: "clean" (the cleaning pass's out-of-fold
-#: probabilities with the stiff teacher's), "sd" (the unpruned chain's SD rounds fitted on
-#: the folds), "sd+stiff" (those with the stiff teacher's), "clean+sd+stiff" (all three
-#: united). Flags F1 (%) on BANKING77 idn 0.2 s1 / text 0.5 s1 / idn 0.2 s0 / text 0.3 s0
-#: and synthetic view 0.3 / idn 0.3 (seed 0), cleanlab's in brackets: clean 33.2 / 60.9 /
-#: 34.4 / 63.6 / 61.9 / 68.2; sd 30.1 / 62.1 / 31.6 / 60.1 / 79.8 / 62.8; sd+stiff 33.4 /
-#: 60.4 / 34.4 / 61.0 / 65.7 / 67.1; all three 34.2 / 61.8 / 35.4 / 64.0 / 65.2 / 70.1
-#: [31.9 / 59.2 / 33.3 / 60.8 / 65.8 / 62.8]. The fold SD rounds cost 1.5-2.5 s on
-#: BANKING77 and 4-6 s on the synthetic set, more than cleanlab's find leaves.
-AUTO_AVG_FLAGS = "clean"
 #: SD rounds fitted at every lam of the refine's path (the others at its best lam only).
 #: 0 (the teacher walks the path; SD rounds continue it at the best lam) against 1:
 #: the same choice on 23 of the 24 BANKING77 rows of docs/label_issues.md (asym 0.2 seed 0:
@@ -546,7 +536,6 @@ class AutoSelection:
     lam_flag: float | None = None
     flag_proba: np.ndarray | None = field(default=None, repr=False)
     label_averaging: bool = False
-    more_flag_probas: tuple = field(default=(), repr=False)
 
     def chain(self) -> tuple[int, bool]:
         """``(rounds, pll)`` of the final chain: teacher -> ... -> the chosen model."""
@@ -578,8 +567,7 @@ class AutoSelection:
         predicts the given labels better out of fold has learnt either the classes or the
         annotator's confusions, and the labels cannot tell which; one that learnt the
         annotator misses those wrong labels, a stiffer one misses fewer."""
-        return ((self.oof_proba,) + (() if self.flag_proba is None else (self.flag_proba,))
-                + tuple(self.more_flag_probas))
+        return (self.oof_proba,) + (() if self.flag_proba is None else (self.flag_proba,))
 
     def label_issues(self, y: np.ndarray):
         """:class:`~selfdistill.issues.LabelIssues` flagged by :meth:`flag_probas`."""
@@ -1096,41 +1084,32 @@ def resolve_auto(
         keep = ~flag_mask(P_clean, y, rule=AUTO_KEEP_CUT)
     else:
         P_clean, W_clean = P_screen, W_screen
-    n_sd = min(rounds, AUTO_MAX_ROUNDS)   # SD rounds fitted as candidates
     # 6 (decided here). learnable noise: the screen's lam just below the stiff flagging
     # teacher's predicted the given labels better than it. Flags are blind to noise a
     # model can learn (idn F1 0.33-0.38 on BANKING77) and pruning leaves most of it;
     # SD rounds average it away over correlated rows. The recommended model is the
     # unpruned chain's last SD round at the screened lam that fitted the given labels
-    # best; the label issues come from the cleaning pass and the stiff teacher, and the
-    # refine and the choice are skipped (docs/selection.md, "Learnable noise")
+    # best; the label issues come from the cleaning pass and the stiff teacher (the fold
+    # SD rounds' own flags, alone or united, won on the synthetic view rows but lost F1 on
+    # BANKING77 idn and text and cost 1.5-6 s: docs/selection.md), and the refine and
+    # the choice are skipped (docs/selection.md, "Learnable noise")
     lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
     below = [v for v in screen_scores if v < lam_flag]
-    if (average_learnable and rounds > 0 and below
-            and screen_scores[max(below)] > screen_scores[lam_flag]):
+    learnable = bool(below) and screen_scores[max(below)] > screen_scores[lam_flag]
+    if average_learnable and rounds > 0 and learnable:
         lam_avg = max(below, key=screen_scores.get)
         model = f"sd-{rounds}"
         path.append({"stage": "label-averaging", "lam": lam_avg, "model": model,
                      "score": float(screen_scores[lam_avg])})
-        P_flag, stiff, more = P_clean, screen_P[lam_flag], ()
-        if AUTO_AVG_FLAGS != "clean":
-            Pu = at(lam_avg, lambda tr: tr, screen_W[lam_avg], None, "label-averaging",
-                    "", n_sd, from_round=0)
-            if AUTO_AVG_FLAGS == "clean+sd+stiff":
-                more = (Pu[names[n_sd]],)
-            else:
-                P_flag = Pu[names[n_sd]]
-                stiff = stiff if AUTO_AVG_FLAGS == "sd+stiff" else None
         if progress is not None:
             progress(total, total)
         return AutoSelection(
             lam=lam_avg, best_model=model, pruned=False, train_rows=None,
             lam_screen=lam_screen, screen_scores=screen_scores, scores_by_model={},
-            path=path, oof_proba=P_flag, screen_proba=P_screen, n_splits=n_splits,
+            path=path, oof_proba=P_clean, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
-            teacher_W=np.mean(screen_W[lam_avg], axis=0),
-            lam_flag=None if stiff is None else lam_flag,
-            flag_proba=stiff, label_averaging=True, more_flag_probas=more)
+            teacher_W=np.mean(screen_W[lam_avg], axis=0), lam_flag=lam_flag,
+            flag_proba=screen_P[lam_flag], label_averaging=True)
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
     choice_terms = None   # the choice's per-row terms, once ``rescore`` has run
@@ -1149,6 +1128,8 @@ def resolve_auto(
                  "score": cands[(lam_screen, "teacher")][0]})
 
     W_mean = {(lam_screen, False): np.mean(W_screen, axis=0)}
+
+    n_sd = min(rounds, AUTO_MAX_ROUNDS)   # SD rounds fitted as candidates
 
     def refine(rows: np.ndarray, lam_start: float, W_start: list, stage: str) -> None:
         """The teacher on each fold's training rows in ``rows`` along the lam path from
@@ -1282,11 +1263,9 @@ def resolve_auto(
     #    flexible and, in the screen, flexibility fitted the given labels better; not
     #    when an unpruned SD round won (its flags, which pruned the winner, are the
     #    trusted ones: with the stiffer teacher's set left out instead, view 0.3 with an
-    #    intercept scored 62.3 % against 87 %)
-    lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
-    below = [v for v in screen_scores if v < lam_flag]
-    if sd_won or not (lam_flag > lam_best and below
-            and screen_scores[max(below)] > screen_scores[lam_flag]):
+    #    intercept scored 62.3 % against 87 %); ``learnable`` was read from the screen
+    #    before step 3
+    if sd_won or not (lam_flag > lam_best and learnable):
         lam_flag = None
     if progress is not None:
         progress(total, total)

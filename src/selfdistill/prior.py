@@ -34,7 +34,20 @@ from ._validation import CLASS_PRIORS
 from .distill import NamedFit
 from .losses import softmax
 
-__all__ = ["CLASS_PRIORS", "prior_shift", "adjust_prior"]
+__all__ = ["CLASS_PRIORS", "effective_prior", "prior_shift", "adjust_prior"]
+
+
+def effective_prior(class_prior: str, fit_intercept: bool) -> str:
+    """The class prior a pipeline applies: ``class_prior`` with an intercept, ``"given"``
+    without (the shift is a bias, and the model without intercept, the theory's, keeps
+    none). Callers check ``class_prior`` against :data:`CLASS_PRIORS` first.
+
+    Examples
+    --------
+    >>> effective_prior("uniform", True), effective_prior("uniform", False)
+    ('uniform', 'given')
+    """
+    return class_prior if fit_intercept else "given"
 
 
 def prior_shift(logits: np.ndarray, class_prior: str = "uniform") -> np.ndarray:

@@ -22,7 +22,7 @@ from ..issues import LabelIssues, NoiseEstimate
 from ..losses import softmax
 from ..model_selection import CV_TOL, DEFAULT_LAM_GRID, cross_validate_pipeline
 from ..noise import NoiseSpec, realized_rate
-from ..prior import adjust_prior
+from ..prior import adjust_prior, effective_prior
 from ..solvers import SpectralBasis
 
 __all__ = ["run_pipeline", "run_experiment", "RunResult", "evaluate_models", "given_labels",
@@ -336,9 +336,8 @@ def run_pipeline(
         tol = AUTO_FINAL_TOL if isinstance(lam, str) else 1e-6
     scaling = (check_in(intercept_scaling, INTERCEPT_SCALING, name="intercept_scaling")
                if fit_intercept else None)
-    # the shift is a bias: a model without intercept keeps none (the theory's model)
-    class_prior = (check_option(class_prior, CLASS_PRIORS, name="class_prior")
-                   if fit_intercept else "given")
+    class_prior = effective_prior(
+        check_option(class_prior, CLASS_PRIORS, name="class_prior"), fit_intercept)
     spec = NoiseSpec.parse(noise)
     K = ds.n_classes
     clean = ds.y_train_clean if ds.y_train_clean is not None else ds.y_train
