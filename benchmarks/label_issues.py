@@ -144,11 +144,12 @@ def run_ours(ds, y_noisy: np.ndarray, corrupted: np.ndarray, seed: int) -> tuple
             "lam_selection": res.lam_selection}, res
 
 
-def run_oracle(ds, y_noisy: np.ndarray, flagged: np.ndarray, final: dict) -> dict:
+def run_oracle(ds, y_noisy: np.ndarray, flagged: np.ndarray, final: dict,
+               scaling: float) -> dict:
     """Best test accuracy over full and pruned pipelines at every lam (clean test labels),
-    fitted as ours are (intercept, uniform class prior)."""
-    X, K = add_intercept(ds.X_train), ds.n_classes
-    Xt = add_intercept(ds.X_test)
+    fitted as ours are (intercept of column value ``scaling``, uniform class prior)."""
+    X, K = add_intercept(ds.X_train, scaling), ds.n_classes
+    Xt = add_intercept(ds.X_test, scaling)
     keep = ~flagged
     out = {}
     for lam in DEFAULT_LAM_GRID:
@@ -343,7 +344,8 @@ def main(argv=None) -> None:
             flagged = np.zeros(len(y_noisy), dtype=bool)
             flagged[res.issues.indices] = True
             row["oracle"] = ({"test_acc": None} if args.no_oracle else
-                             run_oracle(ds, y_noisy, flagged, row["ours"]["final_models"]))
+                             run_oracle(ds, y_noisy, flagged, row["ours"]["final_models"],
+                                        res.intercept_scaling))
             rows.append(row)
             o, c = row["ours"], row["cleanlab"]
             print(f"{spec} seed {seed}: ours {o['model']} {pct(o['test_acc'])} "

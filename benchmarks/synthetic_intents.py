@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.oracle:
                 flagged = np.zeros(len(y), dtype=bool)
                 flagged[res.issues.indices] = True
-                best = LI.run_oracle(ds, y, flagged, ours["final_models"])
+                best = LI.run_oracle(ds, y, flagged, ours["final_models"],
+                                     res.intercept_scaling)
                 oracle = f" | oracle {100 * best['test_acc']:.1f} ({best['where']})"
             print(f"{spec} seed {seed}: selected {ours['model']} (lam {ours['lam']:g}) "
                   f"{100 * ours['test_acc']:.1f} vs CleanLearning "

@@ -26,7 +26,7 @@ from ._validation import (
 )
 from ._validation import Interval as _Range
 from .distill import NamedFit, _self_distill, chain_of, model_names, pll_applies
-from .intercept import add_intercept, linear_logits, split_weights
+from .intercept import INTERCEPT_SCALING_DEFAULT, add_intercept, linear_logits, split_weights
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
@@ -101,9 +101,11 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         consider it when the PLL student is wanted or with thousands of classes of a few
         rows each: the bias reproduces the targets' class averages, and PLL's top-2
         targets pile runner-up mass onto a few classes (docs/pipeline.md, measured there).
-    intercept_scaling : float in (0, 1e6], default=1.0
+    intercept_scaling : float in (0, 1e6], default=0.1
         Value ``s`` of the constant column. The bias ``b`` is penalised by
-        ``(lam/2) ||b||^2 / s^2``: a larger ``s`` penalises it less. Ignored when
+        ``(lam/2) ||b||^2 / s^2``: a larger ``s`` penalises it less, and costs solver
+        steps on rows of norm about 1 (about 2x at ``s = 1``; why 0.1:
+        :data:`~selfdistill.intercept.INTERCEPT_SCALING_DEFAULT`). Ignored when
         ``fit_intercept=False``.
     class_prior : {"uniform", "given"}, default="uniform"
         ``"uniform"``: the predicting model's intercept is shifted so that it predicts as
@@ -217,7 +219,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         lam_grid=(1e-6, 1e-5, 1e-4),
         random_state=None,
         fit_intercept=True,
-        intercept_scaling=1.0,
+        intercept_scaling=INTERCEPT_SCALING_DEFAULT,
         class_prior="uniform",
     ):
         self.lam = lam

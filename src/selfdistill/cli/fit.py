@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .._validation import CLASS_PRIORS, PLL_LOSSES, Q, check_option
+from .._validation import CLASS_PRIORS, INTERCEPT_SCALING, PLL_LOSSES, Q, check_in, check_option
+from ..intercept import INTERCEPT_SCALING_DEFAULT
 from ._app import app, console
 from ._common import (
     check_distinct_paths,
@@ -97,10 +98,14 @@ def fit(
     q: float = typer.Option(0.7, min=Q.lo, max=Q.hi, help=f"GCE exponent of the PLL loss, in {Q}."),
     pll_loss: str = typer.Option("gce", help=f"PLL loss: {' or '.join(PLL_LOSSES)}."),
     intercept: bool = typer.Option(True, "--intercept/--no-intercept",
-                                   help="Fit a bias per class (a constant feature column of "
-                                   "1, penalised with the weights); --no-intercept is the "
+                                   help="Fit a bias per class (a constant feature column, "
+                                   "penalised with the weights); --no-intercept is the "
                                    "model of docs/theory-derivation.md and can suit PLL "
                                    "(docs/pipeline.md)."),
+    intercept_scaling: float = typer.Option(
+        INTERCEPT_SCALING_DEFAULT, "--intercept-scaling",
+        help=f"Value s of the bias column, in {INTERCEPT_SCALING}: the bias is penalised by "
+        "(lam/2) |b|^2 / s^2; larger s, less penalty and more solver steps."),
     class_prior: str = typer.Option(
         "uniform", "--class-prior",
         help="uniform: the models predict as if the classes were balanced (label noise "
@@ -147,6 +152,7 @@ def fit(
         grid = parse_lam_grid(lam_grid)
         check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
         check_option(class_prior, CLASS_PRIORS, name="--class-prior")
+        check_in(intercept_scaling, INTERCEPT_SCALING, name="--intercept-scaling")
         for out in (json_out, issues, model_out, relabel):
             if out is not None and out.is_dir():
                 raise SelfDistillError(f"cannot write {out}: it is a directory")
@@ -185,6 +191,7 @@ def fit(
                 ds, noise=spec, noise_seed=noise_seed, lam=lam_v, rounds=rounds, pll=pll,
                 pll_loss=pll_loss, q=q, select=select, issues=want_issues, lam_grid=grid,
                 n_splits=cv, max_iter=max_iter, fit_intercept=intercept,
+                intercept_scaling=intercept_scaling,
                 class_prior=class_prior,
                 progress=lambda name, d, t: update(d, t, _phase(name)),
             )

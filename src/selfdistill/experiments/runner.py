@@ -17,7 +17,7 @@ from .._errors import SelfDistillError
 from .._validation import CLASS_PRIORS, INTERCEPT_SCALING, check_in, check_option
 from ..datasets import Dataset
 from ..distill import NamedFit, self_distill
-from ..intercept import add_intercept, linear_logits, split_weights
+from ..intercept import INTERCEPT_SCALING_DEFAULT, add_intercept, linear_logits, split_weights
 from ..issues import LabelIssues, NoiseEstimate
 from ..losses import softmax
 from ..model_selection import CV_TOL, DEFAULT_LAM_GRID, cross_validate_pipeline
@@ -238,6 +238,7 @@ class RunResult:
             "pll_loss": self.pll_loss,
             "q": self.q,
             "fit_intercept": self.intercept_scaling is not None,
+            "intercept_scaling": self.intercept_scaling,
             "class_prior": self.class_prior,
             "models": self.models,
             "selected": self.selected,
@@ -270,7 +271,7 @@ def run_pipeline(
     basis: SpectralBasis | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     fit_intercept: bool = False,
-    intercept_scaling: float = 1.0,
+    intercept_scaling: float = INTERCEPT_SCALING_DEFAULT,
     class_prior: str = "given",
 ) -> RunResult:
     """Run one pipeline: noise -> (cross-validation) -> final fits -> records, issues.
@@ -315,8 +316,9 @@ def run_pipeline(
         ``(lam/2) ||b||^2 / intercept_scaling^2``). Off by default, the setting of
         docs/theory-derivation.md, which sweeps and the demo compare with; ``selfdistill fit``
         turns it on (``--intercept``).
-    intercept_scaling : float, default=1.0
-        In ``(0, 1e6]``.
+    intercept_scaling : float, default=0.1
+        In ``(0, 1e6]``; :data:`~selfdistill.intercept.INTERCEPT_SCALING_DEFAULT` says why
+        0.1.
     class_prior : {"given", "uniform"}, default="given"
         ``"uniform"``: every final model's intercept is shifted so that it predicts as if
         the classes were balanced (:mod:`selfdistill.prior`; the label issues and the
