@@ -53,6 +53,18 @@ seed 0 91.0 / 89.6 / 83.9 vs 88.2 / 87.7 / 81.8, F1 95.9 / 92.0 / 88.5 vs 89.5 /
 79.4, **13.0 / 14.4 / 13.9 s vs find 8.9 / 9.9 / 10.5 s** (the intercept doubles the
 solver's steps on these features).
 
+Ninth session, the intercept's column at 0.3 (docs/pipeline.md, "Why s = 0.3"), same
+machine, idle, ``--oracle``, seeds 0 / 1: view 0.3 / 0.4 / 0.5 selected sd-4 91.9 / 92.1,
+88.5 / 87.2, 82.0 / 80.2 (oracle sd-3 at 1e-5: 92.2 / 92.3, 89.6 / 88.7, 84.6 / 83.7), F1
+62.5 / 66.0, 68.9 / 68.1, 71.8 / 71.0 vs 65.8 / 65.0, 67.0 / 66.4, 68.9 / 68.2; idn 0.3 /
+0.5 82.6 / 82.6, 65.9 / 68.1 (oracle the pruned sd-1 at 1e-5: 86.9 / 86.3, 71.2 / 72.4),
+F1 68.2 / 69.2, 64.6 / 67.5; these ten in 0.49-0.74x find. sym 0.5 / asym 0.4 / cc 0.5
+pruned teacher at 1e-6, 91.2 / 90.4, 89.9 / 88.9, 84.2 / 83.7 (oracle 91.7 / 91.6, 91.8 /
+90.7, 87.5 / 86.9: pruned SD rounds at 1e-5, or PLL), F1 95.9 / 96.1, 92.1 / 92.0, 88.6 /
+88.7 vs 89.5 / 88.7, 82.1 / 83.0, 79.4 / 79.0, 10.3 / 10.4, 11.8 / 11.6, 11.0 / 11.7 s vs
+find 9.8 / 11.2, 10.5 / 10.3, 10.5 / 12.7 s. At column value 0.1: view 0.3 / 0.4 / 0.5
+90.7 / 86.8, 85.8 / 83.7, 77.5 / 75.9 (the bias penalised too hard for SD rounds).
+
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
 65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle

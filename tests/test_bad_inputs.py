@@ -188,6 +188,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("negative rounds", fit_with("--rounds", "-1"), "out.json"),
     ("q outside [0, 1]", fit_with("--q", "1.5"), "out.json"),
     ("--intercept given a value", fit_with("--intercept=no"), "out.json"),
+    ("--intercept-scaling 0", fit_with("--intercept-scaling", "0"), "out.json"),
     ("unknown option", fit_with("--frobnicate"), "out.json"),
     # outputs
     ("--json is a directory", lambda d: ["fit", good(d), "--json", str(d)], "out.json"),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from selfdistill.cli import run
+from selfdistill.intercept import INTERCEPT_SCALING_DEFAULT
 
 MODEL_KEYS = {"name", "test_acc", "train_acc_true", "noisy_subset_acc", "objective",
               "iterations", "seconds"}
@@ -493,7 +494,9 @@ def test_fit_intercept_by_default_and_predict_reproduces_it(capsys, tmp_path):
     acc = {f: next(m["test_acc"] for m in r["models"] if m["name"] == r["selected"])
            for f, r in rec.items()}
     assert rec["--intercept"]["fit_intercept"] and acc["--intercept"] > 0.95
+    assert rec["--intercept"]["intercept_scaling"] == INTERCEPT_SCALING_DEFAULT
     assert not rec["--no-intercept"]["fit_intercept"] and acc["--no-intercept"] < 0.7
+    assert rec["--no-intercept"]["intercept_scaling"] is None
     model = read_model(tmp_path / "--intercept.npz")
     assert model.schema_version == 2 and np.any(model.intercept != 0)
     assert not np.any(read_model(tmp_path / "--no-intercept.npz").intercept)
@@ -508,6 +511,31 @@ def test_fit_intercept_by_default_and_predict_reproduces_it(capsys, tmp_path):
     assert f"accuracy on the given labels {100 * acc['--intercept']:.2f}%" in stdout
     clf = load_model(tmp_path / "--intercept.npz")
     np.testing.assert_array_equal(clf.predict_proba(xt[:, None]), P)
+
+
+def test_fit_intercept_scaling_is_the_bias_column(capsys, tmp_path):
+    """--intercept-scaling S fits the model of a constant column S: the record names S and
+    the saved intercept is S times the column's weight, i.e. the same fit as --no-intercept
+    on features with that column appended by hand."""
+    from selfdistill.model_io import read_model
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(120, 3)), rng.integers(0, 3, 120)
+    data, aug = tmp_path / "d.npz", tmp_path / "aug.npz"
+    np.savez(data, X_train=X, y_train=y)
+    np.savez(aug, X_train=np.hstack([X, np.full((120, 1), 2.0)]), y_train=y)
+    common = ("--no-pll", "--rounds", "0", "--no-select", "--quiet")
+    code, _, err = cli(capsys, "fit", data, "--intercept-scaling", "2", "--class-prior",
+                       "given", "--json", tmp_path / "s.json", "--model", tmp_path / "s.npz",
+                       *common)
+    assert code == 0, err
+    assert json.loads((tmp_path / "s.json").read_text())["intercept_scaling"] == 2.0
+    code, _, err = cli(capsys, "fit", aug, "--no-intercept", "--model", tmp_path / "a.npz",
+                       *common)
+    assert code == 0, err
+    ours, ref = read_model(tmp_path / "s.npz"), read_model(tmp_path / "a.npz")
+    np.testing.assert_allclose(ours.W, ref.W[:, :3], rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.intercept, 2.0 * ref.W[:, 3], rtol=1e-8, atol=1e-10)
 
 
 def test_fit_summary_names_the_second_flagging_teacher():

@@ -101,12 +101,12 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         consider it when the PLL student is wanted or with thousands of classes of a few
         rows each: the bias reproduces the targets' class averages, and PLL's top-2
         targets pile runner-up mass onto a few classes (docs/pipeline.md, measured there).
-    intercept_scaling : float in (0, 1e6], default=0.1
+    intercept_scaling : float in (0, 1e6], default=0.3
         Value ``s`` of the constant column. The bias ``b`` is penalised by
-        ``(lam/2) ||b||^2 / s^2``: a larger ``s`` penalises it less, and costs solver
-        steps on rows of norm about 1 (about 2x at ``s = 1``; why 0.1:
-        :data:`~selfdistill.intercept.INTERCEPT_SCALING_DEFAULT`). Ignored when
-        ``fit_intercept=False``.
+        ``(lam/2) ||b||^2 / s^2``: a larger ``s`` penalises it less and costs solver
+        steps on rows of norm about 1 (about 2x at ``s = 1``, liblinear's value), a
+        smaller one costs accuracy where noise skews the class counts (why 0.3:
+        :mod:`selfdistill.intercept`). Ignored when ``fit_intercept=False``.
     class_prior : {"uniform", "given"}, default="uniform"
         ``"uniform"``: the predicting model's intercept is shifted so that it predicts as
         if the classes were balanced (:mod:`selfdistill.prior`): label noise piles rows

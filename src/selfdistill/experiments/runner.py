@@ -316,9 +316,8 @@ def run_pipeline(
         ``(lam/2) ||b||^2 / intercept_scaling^2``). Off by default, the setting of
         docs/theory-derivation.md, which sweeps and the demo compare with; ``selfdistill fit``
         turns it on (``--intercept``).
-    intercept_scaling : float, default=0.1
-        In ``(0, 1e6]``; :data:`~selfdistill.intercept.INTERCEPT_SCALING_DEFAULT` says why
-        0.1.
+    intercept_scaling : float, default=0.3
+        In ``(0, 1e6]``; :mod:`selfdistill.intercept` says why 0.3.
     class_prior : {"given", "uniform"}, default="given"
         ``"uniform"``: every final model's intercept is shifted so that it predicts as if
         the classes were balanced (:mod:`selfdistill.prior`; the label issues and the
