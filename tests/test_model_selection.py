@@ -415,9 +415,9 @@ def _learnable_annotator(seed=0, N=3000, K=10, d=40):
 
 def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     """Step 6: when the screen's lam below the stiff flagging teacher's fits the given
-    labels better, ``average_learnable`` recommends the last SD round of the unpruned
-    chain at the screened lam that fitted them best, and skips the refine; without it the
-    choice is as before."""
+    labels better, ``average_learnable`` recommends the unpruned chain (up to its last
+    SD round; the caller picks the round) at the screened lam that fitted them best, and
+    skips the refine; without it the choice is as before."""
     from selfdistill.intercept import add_intercept
 
     X, given = _learnable_annotator()
@@ -434,3 +434,58 @@ def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     plain = resolve_auto(X, given, **kw)
     assert not plain.label_averaging and plain.best_model != "sd-3"
     assert any(p["stage"] == "refine" for p in plain.path)
+
+
+class _Fixed:
+    """A fitted model stand-in whose every row has top probability ``c``."""
+
+    def __init__(self, name: str, c: float, K: int = 4):
+        self.name, self.c, self.K = name, c, K
+
+    def predict_proba(self, X):
+        P = np.full((len(X), self.K), (1 - self.c) / (self.K - 1))
+        P[:, 0] = self.c
+        return P
+
+
+def test_averaging_round_is_the_last_round_keeping_half_the_confidence():
+    """The last SD round whose mean top probability is at least half the teacher's; the
+    teacher when sd-1 is already below; PLL never counts."""
+    from selfdistill.model_selection import averaging_round
+
+    X = np.zeros((5, 2))
+    chain = [_Fixed("teacher", 0.8), _Fixed("sd-1", 0.6), _Fixed("sd-2", 0.41),
+             _Fixed("sd-3", 0.39), _Fixed("pll", 0.9)]
+    name, conf = averaging_round(chain, X)
+    assert name == "sd-2" and set(conf) == {"teacher", "sd-1", "sd-2", "sd-3"}
+    assert conf["sd-3"] == pytest.approx(0.39)
+    assert averaging_round(chain, X, share=0.3)[0] == "sd-3"
+    assert averaging_round(chain[:2], X, share=0.9)[0] == "teacher"
+
+
+def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
+    """Under label averaging run_pipeline reports the round that keeps half the teacher's
+    confidence on the training rows, and records that confidence."""
+    from selfdistill.datasets import Dataset
+    from selfdistill.experiments.runner import run_pipeline
+
+    X, given = _learnable_annotator()
+    ds = Dataset(name="learnable", X_train=X, y_train=given, X_test=X[:50],
+                 y_test=given[:50], classes=np.arange(10))
+    res = run_pipeline(ds, lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3, pll=False,
+                       fit_intercept=True, class_prior="uniform")
+    sel = res.lam_selection
+    assert sel["label_averaging"] and res.selected == sel["best_model"]
+    conf = sel["confidence"]
+    assert list(conf) == ["teacher", "sd-1", "sd-2", "sd-3"]
+    assert all(a > b for a, b in zip(list(conf.values()), list(conf.values())[1:]))
+    kept = [m for m in conf if m != "teacher" and conf[m] >= 0.5 * conf["teacher"]]
+    assert res.selected == (kept[-1] if kept else "teacher")
+    from selfdistill import SelfDistillationClassifier
+
+    clf = SelfDistillationClassifier(lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3,
+                                     random_state=0).fit(X, given)
+    assert clf.cv_results_["label_averaging"]
+    assert clf.selected_ == clf.cv_results_["best_model"] == res.selected
+    # the same rule on the same chain (fitted to the estimator's own tol)
+    assert clf.cv_results_["confidence"] == pytest.approx(conf, rel=1e-3)

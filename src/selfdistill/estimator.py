@@ -30,8 +30,8 @@ from .intercept import INTERCEPT_SCALING_DEFAULT, add_intercept, linear_logits, 
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
-from .model_selection import CV_TOL, cross_validate_pipeline, resolve_auto
-from .prior import effective_prior, prior_shift
+from .model_selection import CV_TOL, averaging_round, cross_validate_pipeline, resolve_auto
+from .prior import adjust_prior, effective_prior, prior_shift
 from .solvers import SpectralBasis
 
 __all__ = ["SelfDistillationClassifier"]
@@ -325,6 +325,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         if rows is not None:  # fitted without the flagged rows (docs/selection.md)
             fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
         by_name = {f.name: f for f in fits}
+        if auto is not None and auto.label_averaging:  # the round, from the chain's outputs
+            self.selected_, confidence = averaging_round(adjust_prior(fits, Xf, prior), Xf)
+            self.cv_results_["best_model"] = self.selected_
+            self.cv_results_["confidence"] = confidence
         if mode != "auto":
             self.selected_ = "pll" if pll else fits[-1].name if mode == "sd" else "teacher"
         chosen = by_name[self.selected_]

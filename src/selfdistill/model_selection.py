@@ -459,6 +459,15 @@ AUTO_CHOOSE_SCORE = "posterior"
 #: When an unpruned SD round wins, prune the folds with its own flags and refine again
 #: (docs/selection.md, "Self-distillation without pruning").
 AUTO_SD_PRUNE = True
+#: Label averaging's round (:func:`averaging_round`): the last SD round whose outputs keep
+#: at least this share of the teacher's confidence (mean top probability on the training
+#: rows). Each round averages the labels over correlated rows and flattens the outputs;
+#: past about half the teacher's confidence the rounds average the classes themselves
+#: away (ninth session, 18 rows: it picked sd-4 on BANKING77's 8 idn and text rows, whose
+#: confidence falls 4-8% a round, and sd-2 or sd-3 on the synthetic set's 10 idn and view
+#: rows, where it falls 20-25% a round: +0.2..+4.3 points over sd-4 there, -0.2 once;
+#: docs/selection.md, "How many rounds").
+AUTO_AVG_CONFIDENCE_SHARE = 0.5
 #: The unpruned SD rounds are first fitted on the folds of the pool's first turn (two
 #: with two CPUs) and the other folds only when, on those folds' held-out rows, the best
 #: round does not trail the best candidate so far by more than this many paired standard
@@ -514,7 +523,9 @@ class AutoSelection:
         Those probabilities (:meth:`label_issues`).
     label_averaging : bool
         Whether step 6 stopped the procedure after the cleaning pass and recommended the
-        unpruned chain's last SD round (``average_learnable``); ``oof_proba`` is then
+        unpruned chain at ``lam`` (``average_learnable``; ``best_model`` is its last SD
+        round, and the caller picks the round from the fitted chain with
+        :func:`averaging_round`); ``oof_proba`` is then
         the cleaning pass's (the label issues' evidence), and no candidate was scored.
     """
 
@@ -861,8 +872,9 @@ def resolve_auto(
     6. **Learnable noise.** When the screen's lam just below ``lam_flag`` (the lam
        nearest scikit-learn's default regularisation, :func:`flag_lam`) predicted the
        given labels better than ``lam_flag``: with ``average_learnable`` the procedure
-       stops after step 2 and recommends the last SD round of the *unpruned* chain at
-       the screened lam that predicted the given labels best (its label issues: the
+       stops after step 2 and recommends the *unpruned* chain at the screened lam that
+       predicted the given labels best, up to the round :func:`averaging_round` picks
+       from the fitted chain (its label issues: the
        cleaning pass's and that stiffer teacher's; docs/selection.md, "Learnable noise:
        label averaging"); without it, when the chosen model is more flexible than
        ``lam_flag``, the stiffer teacher's flags join the chosen candidate's.
@@ -1088,11 +1100,12 @@ def resolve_auto(
     # teacher's predicted the given labels better than it. Flags are blind to noise a
     # model can learn (idn F1 0.33-0.38 on BANKING77) and pruning leaves most of it;
     # SD rounds average it away over correlated rows. The recommended model is the
-    # unpruned chain's last SD round at the screened lam that fitted the given labels
-    # best; the label issues come from the cleaning pass and the stiff teacher (the fold
-    # SD rounds' own flags, alone or united, won on the synthetic view rows but lost F1 on
-    # BANKING77 idn and text and cost 1.5-6 s: docs/selection.md), and the refine and
-    # the choice are skipped (docs/selection.md, "Learnable noise")
+    # unpruned chain at the screened lam that fitted the given labels best (its round is
+    # picked from the fitted chain: averaging_round); the label issues come from the
+    # cleaning pass and the stiff teacher (the fold SD rounds' own flags, alone or
+    # united, won on the synthetic view rows but lost F1 on BANKING77 idn and text and
+    # cost 1.5-6 s: docs/selection.md), and the refine and the choice are skipped
+    # (docs/selection.md, "Learnable noise")
     lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
     below = [v for v in screen_scores if v < lam_flag]
     learnable = bool(below) and screen_scores[max(below)] > screen_scores[lam_flag]
@@ -1277,6 +1290,50 @@ def resolve_auto(
         seconds=time.perf_counter() - t0, widened=tuple(widened),
         teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag,
         flag_proba=None if lam_flag is None else screen_P[lam_flag])
+
+
+def averaging_round(fits: Sequence, X: np.ndarray,
+                    share: float = AUTO_AVG_CONFIDENCE_SHARE) -> tuple[str, dict]:
+    """The model label averaging recommends from its fitted unpruned chain.
+
+    The last SD round whose mean top probability on the training rows ``X`` is at least
+    ``share`` times the teacher's (the teacher when even ``sd-1`` is below). A round
+    multiplies every eigen-direction of the labels by ``a = gamma mu / (1 + gamma mu)``
+    (docs/theory-derivation.md): noise in weak directions fades first, then the classes'
+    own structure. The outputs' confidence falls with it, and how fast it falls per round
+    tells how hard the rounds average on these features (:data:`AUTO_AVG_CONFIDENCE_SHARE`).
+
+    Parameters
+    ----------
+    fits : sequence of NamedFit
+        The chain ``teacher, sd-1, ...`` (PLL, if fitted, is ignored), as it predicts
+        (class-prior shift included).
+    X : ndarray of shape (N, d)
+        The rows the chain was fitted on.
+    share : float, default=AUTO_AVG_CONFIDENCE_SHARE
+
+    Returns
+    -------
+    name : str
+        ``"teacher"`` or ``"sd-t"``.
+    confidence : dict
+        Mean top probability of each model of the chain.
+
+    Examples
+    --------
+    >>> from selfdistill.distill import self_distill
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> fits = self_distill(X, np.array([0, 0, 1, 1]), lam=1e-2, rounds=3, pll=False)
+    >>> averaging_round(fits, X, share=0.95)[0], averaging_round(fits, X, share=0.5)[0]
+    ('sd-1', 'sd-3')
+    """
+    confidence = {f.name: float(f.predict_proba(X).max(axis=1).mean())
+                  for f in fits if f.name == "teacher" or f.name.startswith("sd-")}
+    name = "teacher"
+    for m, c in confidence.items():
+        if m != "teacher" and c >= share * confidence["teacher"]:
+            name = m
+    return name, confidence
 
 
 def flag_lam(screened: Sequence[float], n_fit: float) -> float:

@@ -20,7 +20,12 @@ from ..distill import NamedFit, self_distill
 from ..intercept import INTERCEPT_SCALING_DEFAULT, add_intercept, linear_logits, split_weights
 from ..issues import LabelIssues, NoiseEstimate
 from ..losses import softmax
-from ..model_selection import CV_TOL, DEFAULT_LAM_GRID, cross_validate_pipeline
+from ..model_selection import (
+    CV_TOL,
+    DEFAULT_LAM_GRID,
+    averaging_round,
+    cross_validate_pipeline,
+)
 from ..noise import NoiseSpec, realized_rate
 from ..prior import adjust_prior, effective_prior
 from ..solvers import SpectralBasis
@@ -392,6 +397,10 @@ def run_pipeline(
     if train_rows is not None:  # fitted without the flagged rows
         fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
     fits = adjust_prior(fits, Xf, class_prior)
+    if lam_selection is not None and lam_selection["label_averaging"]:
+        selected, confidence = averaging_round(fits, Xf)
+        lam_selection["best_model"] = selected
+        lam_selection["confidence"] = confidence
     if selected is None:
         selected = fits[-1].name
     models = evaluate_models(fits, ds, y_given, clean, intercept_scaling=scaling)
