@@ -64,6 +64,9 @@ pruned teacher at 1e-6, 91.2 / 90.4, 89.9 / 88.9, 84.2 / 83.7 (oracle 91.7 / 91.
 88.7 vs 89.5 / 88.7, 82.1 / 83.0, 79.4 / 79.0, 10.3 / 10.4, 11.8 / 11.6, 11.0 / 11.7 s vs
 find 9.8 / 11.2, 10.5 / 10.3, 10.5 / 12.7 s. At column value 0.1: view 0.3 / 0.4 / 0.5
 90.7 / 86.8, 85.8 / 83.7, 77.5 / 75.9 (the bias penalised too hard for SD rounds).
+Then label averaging's round from the chain's confidence (model_selection.averaging_round):
+view 0.3 / 0.4 / 0.5 sd-3 92.2 / 92.3, sd-2 88.3 / 88.0, sd-2 84.0 / 83.7; idn 0.3 sd-3
+85.3 / 84.8, idn 0.5 sd-2 70.2 / 69.9; flags unchanged; 12.2-16.9 s vs find 16.6-30.0 s.
 
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
