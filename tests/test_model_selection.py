@@ -421,7 +421,7 @@ def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     from selfdistill.intercept import add_intercept
 
     X, given = _learnable_annotator()
-    X = add_intercept(X)
+    X = add_intercept(X, 1.0)
     kw = dict(n_classes=10, lams=(1e-5, 1e-4, 1e-3), rounds=3)
     avg = resolve_auto(X, given, average_learnable=True, **kw)
     assert avg.label_averaging and avg.best_model == "sd-3" and not avg.pruned

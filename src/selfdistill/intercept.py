@@ -40,7 +40,7 @@ __all__ = ["INTERCEPT_SCALING_DEFAULT", "add_intercept", "split_weights", "linea
 INTERCEPT_SCALING_DEFAULT = 0.3
 
 
-def add_intercept(X: np.ndarray, scaling: float = 1.0) -> np.ndarray:
+def add_intercept(X: np.ndarray, scaling: float = INTERCEPT_SCALING_DEFAULT) -> np.ndarray:
     """``[X, scaling 1]``: the features with a constant last column (N, d + 1).
 
     float32 features stay float32 (the column holds ``scaling`` rounded to float32),
@@ -50,7 +50,7 @@ def add_intercept(X: np.ndarray, scaling: float = 1.0) -> np.ndarray:
     ----------
     X : ndarray of shape (N, d)
         Checked features (Phi in theory-derivation.md).
-    scaling : float, default=1.0
+    scaling : float, default=INTERCEPT_SCALING_DEFAULT
         Value of the column, ``s``; the bias is penalised by ``(lam/2) ||b||^2 / s^2``.
 
     Returns
@@ -71,14 +71,15 @@ def add_intercept(X: np.ndarray, scaling: float = 1.0) -> np.ndarray:
     return out
 
 
-def split_weights(W: np.ndarray, scaling: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def split_weights(W: np.ndarray, scaling: float = INTERCEPT_SCALING_DEFAULT
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """``(coef, intercept)`` of weights fitted on :func:`add_intercept`'s features.
 
     Parameters
     ----------
     W : ndarray of shape (K, d + 1)
         Weights on ``[X, scaling 1]``.
-    scaling : float, default=1.0
+    scaling : float, default=INTERCEPT_SCALING_DEFAULT
         The column's value.
 
     Returns
