@@ -264,6 +264,46 @@ def test_auto_unpruned_sd_race_skips_only_the_work_of_a_clear_loser(asym_digits,
     np.testing.assert_array_equal(full.oof_proba, raced.oof_proba)
 
 
+def test_auto_scores_the_candidates_shifted_to_the_class_prior(digits):
+    """With ``class_prior="uniform"`` the candidates (steps 3-5) predict their held-out
+    rows as the final models will, shifted to the uniform prior on each fold's training
+    rows, while the screen (it reads the given labels) is untouched: the same screen
+    scores, and the chosen candidate's out-of-fold prior is nearer uniform than with
+    the fits' own prior."""
+    from selfdistill.model_selection import resolve_auto
+
+    ds = digits
+    rng = np.random.default_rng(0)   # 40 % of classes 0-4 relabelled as class + 5
+    y = np.where((ds.y_train < 5) & (rng.random(len(ds.y_train)) < 0.4), ds.y_train + 5,
+                 ds.y_train)
+    kw = dict(lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10, seed=0)
+    given = resolve_auto(ds.X_train, y, **kw)
+    uniform = resolve_auto(ds.X_train, y, class_prior="uniform", **kw)
+    assert uniform.screen_scores == given.screen_scores
+    np.testing.assert_array_equal(uniform.screen_proba, given.screen_proba)
+
+    def skew(sel):   # distance of the chosen candidate's held-out prior from uniform
+        return np.abs(sel.oof_proba.mean(axis=0) - 0.1).sum()
+
+    assert skew(uniform) < 0.5 * skew(given), (skew(uniform), skew(given))
+
+
+def test_label_averaging_skips_the_unpruned_sd_stage(asym_digits):
+    """``average_learnable`` routes learnable noise to label averaging (step 6) before
+    step 4, so the unpruned SD rounds are not fitted on the rest: same choice, no
+    ``unpruned-sd`` stage in the path."""
+    from selfdistill.model_selection import resolve_auto
+
+    ds, y = asym_digits
+    kw = dict(lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10, seed=0)
+    sel = resolve_auto(ds.X_train, y, **kw)
+    avg = resolve_auto(ds.X_train, y, average_learnable=True, **kw)
+    assert not avg.label_averaging
+    assert any(p["stage"].startswith("unpruned-sd") for p in sel.path)
+    assert not any(p["stage"].startswith("unpruned-sd") for p in avg.path)
+    assert (avg.lam, avg.best_model) == (sel.lam, sel.best_model)
+
+
 def test_auto_widens_the_grid_when_the_best_lam_is_at_its_edge(asym_digits):
     from selfdistill.model_selection import resolve_auto
 

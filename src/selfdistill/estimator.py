@@ -287,7 +287,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 X, y_enc, lams=[check_lam(v, name="lam_grid entry") for v in self.lam_grid],
                 rounds=rounds, pll=pll, n_classes=K, pll_loss=self.pll_loss, q=self.q,
                 seed=self._seed(), basis=basis,
-                average_learnable=prior == "uniform")
+                average_learnable=prior == "uniform", class_prior=prior)
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)

@@ -68,6 +68,7 @@ from ._errors import SelfDistillError
 from ._validation import LAM, check_lam, check_params
 from .distill import _self_distill, chain_of, model_names
 from .losses import softmax
+from .prior import adjust_prior, prior_shift
 from .solvers import SpectralBasis, _n_threads, _single_blas
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
@@ -835,6 +836,7 @@ def resolve_auto(
     progress: Callable[[int, int], None] | None = None,
     basis: SpectralBasis | None = None,
     average_learnable: bool = False,
+    class_prior: str = "given",
 ) -> AutoSelection:
     """Choose lam, whether to prune, and the model, from the given labels only.
 
@@ -861,7 +863,8 @@ def resolve_auto(
        there (``AUTO_UNPRUNED_SD``). They race first: fitted on the folds of the pool's
        first turn, they go on to the other folds only when, on those folds' held-out
        rows, they do not trail the best candidate so far by more than
-       ``AUTO_SD_RACE_Z`` paired standard errors.
+       ``AUTO_SD_RACE_Z`` paired standard errors. Skipped with ``average_learnable``
+       (step 6 takes the noise these rounds are for).
     5. **Choose** the candidate with the best ``score`` on the held-out rows:
        ``"corrected"`` (default), the clean accuracy implied by the held-out confusion
        and the noise matrix estimated from the candidate that predicts the given labels
@@ -904,6 +907,13 @@ def resolve_auto(
         shifted to uniform (:mod:`selfdistill.prior`): the SD rounds keep the given
         labels' class skew, which the shift removes; ``run_pipeline`` and the estimator
         pass ``class_prior == "uniform"``.
+    class_prior : {"given", "uniform"}, default="given"
+        The prior the final models will be shifted to (:mod:`selfdistill.prior`). The
+        candidates of steps 3-5 predict as the final model will: each fold's fits are
+        shifted by their :func:`~selfdistill.prior.prior_shift` on that fold's training
+        rows before they predict its held-out rows, for the choice, the final rows and
+        the flags (``oof_proba``). The screen and the cleaning pass keep the fits' own
+        prior: they read the given labels, whose class counts are part of the noise.
 
     Returns
     -------
@@ -983,6 +993,8 @@ def resolve_auto(
                 with ThreadPoolExecutor(min(workers, len(group))) as pool:
                     yield from pool.map(lambda f: fit_fold(f, threads[f]), group)
 
+    shift = class_prior != "given"
+
     def at(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable | None,
            stage: str, prefix: str, n_rounds: int, from_round: int | None = None,
            ids: Sequence[int] = range(n_splits), Ps: dict | None = None):
@@ -991,27 +1003,35 @@ def resolve_auto(
         continued from its round ``s`` (weights ``W_prev[f]``): rounds ``s+1 ..
         n_rounds`` only. With ``scorer=None`` only the folds ``ids`` are fitted and their
         held-out rows of the out-of-fold probabilities returned; a later call with the
-        other folds and those probabilities (``Ps``) completes them."""
+        other folds and those probabilities (``Ps``) completes them. The candidate
+        stages (all but the screen and the cleaning pass) predict with each fold's fits
+        shifted to ``class_prior`` (on the fold's training rows), as the final models
+        will be."""
+        shifted = shift and stage not in ("screen", "clean")
         fitted = names[:n_rounds + 1] if from_round is None else names[from_round + 1:
                                                                         n_rounds + 1]
         if Ps is None:
             Ps = {n: np.zeros((N, K)) for n in fitted}
         Ws, W_last = [], []
 
-        def fit_fold(f: int, n_threads: int) -> list:
-            tr = rows_of(folds[f][0])
+        def fit_fold(f: int, n_threads: int) -> tuple[list, list]:
+            """Fold ``f``'s fits and their probabilities on its held-out rows."""
+            tr, te = rows_of(folds[f][0]), folds[f][1]
             warm = ({"teacher_W": None if W_prev is None else W_prev[f]}
                     if from_round is None else {"start": (from_round, W_prev[f])})
-            return _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
+            fits = _self_distill(X[tr], y[tr], lam=lam, rounds=n_rounds, pll=False,
                                  pll_loss=pll_loss, q=q, n_classes=K, tol=tol,
                                  max_iter=2000, basis=basis_of(f, tr),
                                  n_threads=n_threads, **warm)
+            if shifted:
+                fits = adjust_prior(fits, X[tr], class_prior)
+            return fits, [nf.predict_proba(X[te]) for nf in fits]
 
-        for f, fits in zip(ids, each_fold(fit_fold, ids)):
+        for f, (fits, probas) in zip(ids, each_fold(fit_fold, ids)):
             Ws.append(fits[0].W)
             W_last.append(fits[-1].W)
-            for nf in fits:
-                Ps[nf.name][folds[f][1]] = nf.predict_proba(X[folds[f][1]])
+            for nf, P in zip(fits, probas):
+                Ps[nf.name][folds[f][1]] = P
             tick(len(fitted))
         if scorer is None:
             return Ps
@@ -1136,7 +1156,12 @@ def resolve_auto(
         return corrected_accuracy(pred, y, T_inv)
 
     cands: dict[tuple[float, str], tuple[float, np.ndarray]] = {}
-    cands[(lam_screen, "teacher")] = (score_of(P_screen), P_screen)
+    P_teacher = P_screen   # as the final model will predict (shifted to class_prior)
+    if shift:
+        P_teacher = np.zeros((N, K))
+        for (tr, te), W in zip(folds, screen_W[lam_screen]):
+            P_teacher[te] = softmax(X[te] @ W.T + prior_shift(X[tr] @ W.T, class_prior))
+    cands[(lam_screen, "teacher")] = (score_of(P_teacher), P_teacher)
     path.append({"stage": "choose", "lam": lam_screen, "model": "teacher",
                  "score": cands[(lam_screen, "teacher")][0]})
 
@@ -1234,7 +1259,10 @@ def resolve_auto(
     #    The folds of the pool's first turn race the candidates so far on their held-out
     #    rows (``sd_race``): a clear loss there skips the other folds
     below_screen = [v for v in screen_W if v < lam_screen]
-    if AUTO_UNPRUNED_SD and below_screen and n_sd:
+    #    Not with ``average_learnable``: the learnable noise these rounds are for has left
+    #    for label averaging by then, and on the rest the race was lost by 4.7-96 standard
+    #    errors on all 18 such BANKING77 rows and all 6 synthetic ones (1.3 s of 10 there)
+    if AUTO_UNPRUNED_SD and not average_learnable and below_screen and n_sd:
         lam_sd = max(below_screen)
         W_mean[(lam_sd, False)] = np.mean(screen_W[lam_sd], axis=0)
         first = range(min(n_splits, max(workers, 2)) if score == "corrected" else n_splits)

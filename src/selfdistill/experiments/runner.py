@@ -367,6 +367,7 @@ def run_pipeline(
         auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
                             basis=basis, average_learnable=class_prior == "uniform",
+                            class_prior=class_prior,
                             **({} if n_splits is None else {"n_splits": n_splits}))
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
