@@ -193,14 +193,13 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-25, ninth session: all 26 rows run with "
+               "nothing else running (2026-11-25, tenth session: all 26 rows run with "
                "fit's defaults: intercept of column value 0.3, the uniform class prior, "
-               "label averaging for learnable noise, docs/selection.md step 2); "
-               "cleanlab's find time itself varies by up to 30% between runs of the same "
-               "row (cc 0.2 seed 0: 8.8 s here, 6.1-7.6 s in three runs before), "
-               "ours by about 5%, so read the seconds as same-row ratios. At column value "
-               "1 the intercept cost 10-25% more solver steps (docs/pipeline.md, \"Why "
-               "s = 0.3\"); the final fits of --lam auto stop at a relative gradient of "
+               "label averaging for learnable noise, docs/selection.md step 2, and the "
+               "candidates scored and flagging as the shifted final model predicts, "
+               "step 3); cleanlab's find time itself varies by up to 30-40% between runs "
+               "of the same row, ours by about 5%, so read the seconds as same-row "
+               "ratios. The final fits of --lam auto stop at a relative gradient of "
                "1e-4.")
 
 NOTES = """

@@ -474,6 +474,17 @@ def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     plain = resolve_auto(X, given, **kw)
     assert not plain.label_averaging and plain.best_model != "sd-3"
     assert any(p["stage"] == "refine" for p in plain.path)
+    # under the uniform prior the same choice, and the flags read the teachers shifted to
+    # it: their held-out prior is nearer uniform, and the screen is untouched
+    uni = resolve_auto(X, given, average_learnable=True, class_prior="uniform", **kw)
+    assert (uni.lam, uni.best_model, uni.lam_flag) == (avg.lam, avg.best_model, avg.lam_flag)
+    assert uni.screen_scores == avg.screen_scores
+
+    def skew(P):
+        return np.abs(P.mean(axis=0) - 0.1).sum()
+
+    for P_uni, P_avg in zip(uni.flag_probas(), avg.flag_probas()):
+        assert skew(P_uni) < skew(P_avg), (skew(P_uni), skew(P_avg))
 
 
 class _Fixed:

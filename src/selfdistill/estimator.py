@@ -113,8 +113,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         onto some classes and drains others, and a model fitted on the given labels
         copies that. ``"given"`` keeps the fitted bias (the given labels' class
         frequencies; use it for long-tailed data whose frequencies are right,
-        docs/selection.md measures the cost). The choice, the label issues and
-        ``coef_`` are the same either way. Without intercept (``fit_intercept=False``)
+        docs/selection.md measures the cost). With ``lam="auto"`` it also shapes the
+        choice and the label issues: the candidates are scored and flag as the final
+        model will predict, shifted, and label averaging runs only under ``"uniform"``
+        (docs/selection.md, steps 2-3). Without intercept (``fit_intercept=False``)
         there is no bias to shift, and the model is as fitted.
 
     Attributes

@@ -68,7 +68,7 @@ from ._errors import SelfDistillError
 from ._validation import LAM, check_lam, check_params
 from .distill import _self_distill, chain_of, model_names
 from .losses import softmax
-from .prior import adjust_prior, prior_shift
+from .prior import adjust_prior
 from .solvers import SpectralBasis, _n_threads, _single_blas
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
@@ -1006,8 +1006,11 @@ def resolve_auto(
         other folds and those probabilities (``Ps``) completes them. The candidate
         stages (all but the screen and the cleaning pass) predict with each fold's fits
         shifted to ``class_prior`` (on the fold's training rows), as the final models
-        will be."""
+        will be; the screen and the cleaning pass predict with their own (their scores
+        read the given labels) and keep the shifted teacher's probabilities in
+        ``moved_P`` (for the flags and the screening teacher as a candidate)."""
         shifted = shift and stage not in ("screen", "clean")
+        also = shift and not shifted
         fitted = names[:n_rounds + 1] if from_round is None else names[from_round + 1:
                                                                         n_rounds + 1]
         if Ps is None:
@@ -1025,14 +1028,21 @@ def resolve_auto(
                                  n_threads=n_threads, **warm)
             if shifted:
                 fits = adjust_prior(fits, X[tr], class_prior)
-            return fits, [nf.predict_proba(X[te]) for nf in fits]
+            moved = (adjust_prior(fits[:1], X[tr], class_prior)[0].predict_proba(X[te])
+                     if also else None)
+            return fits, [nf.predict_proba(X[te]) for nf in fits], moved
 
-        for f, (fits, probas) in zip(ids, each_fold(fit_fold, ids)):
+        P_moved = np.zeros((N, K)) if also else None
+        for f, (fits, probas, moved) in zip(ids, each_fold(fit_fold, ids)):
             Ws.append(fits[0].W)
             W_last.append(fits[-1].W)
             for nf, P in zip(fits, probas):
                 Ps[nf.name][folds[f][1]] = P
+            if also:
+                P_moved[folds[f][1]] = moved
             tick(len(fitted))
+        if also:
+            moved_P[(stage, lam)] = P_moved
         if scorer is None:
             return Ps
         scored = {n: scorer(P) for n, P in Ps.items()}
@@ -1095,6 +1105,14 @@ def resolve_auto(
     widened: list[float] = []
     screen_P: dict[float, np.ndarray] = {}
     screen_W: dict[float, list] = {}
+    # the screen's and the cleaning pass's teachers shifted to class_prior: the flags'
+    # probabilities (the given labels' class skew, which the models learn from them,
+    # hides the rows that made it: docs/selection.md step 2, "Which flags")
+    moved_P: dict[tuple[str, float], np.ndarray] = {}
+
+    def flag_P(stage: str, lam: float, P: np.ndarray) -> np.ndarray:
+        """``P`` (a screen or cleaning-pass teacher's) shifted to ``class_prior``."""
+        return moved_P.get((stage, lam), P)
 
     # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its
     #    own out-of-fold probabilities imply (their noise estimate), or by accuracy on the
@@ -1112,10 +1130,11 @@ def resolve_auto(
         # prunes the folds of the refine stage and the final fit alike
         _, _, Pc, _, W_clean, _ = at(lam_screen, lambda tr: tr[keep[tr]], W_screen,
                                      _given_accuracy(y), "clean", "pruned-", 0)
-        P_clean = Pc["teacher"]
-        keep = ~flag_mask(P_clean, y, rule=AUTO_KEEP_CUT)
+        P_clean, P_clean_flags = Pc["teacher"], flag_P("clean", lam_screen, Pc["teacher"])
+        keep = ~flag_mask(P_clean_flags, y, rule=AUTO_KEEP_CUT)
     else:
         P_clean, W_clean = P_screen, W_screen
+        P_clean_flags = flag_P("screen", lam_screen, P_screen)
     # 6 (decided here). learnable noise: the screen's lam just below the stiff flagging
     # teacher's predicted the given labels better than it. Flags are blind to noise a
     # model can learn (idn F1 0.33-0.38 on BANKING77) and pruning leaves most of it;
@@ -1139,10 +1158,11 @@ def resolve_auto(
         return AutoSelection(
             lam=lam_avg, best_model=model, pruned=False, train_rows=None,
             lam_screen=lam_screen, screen_scores=screen_scores, scores_by_model={},
-            path=path, oof_proba=P_clean, screen_proba=P_screen, n_splits=n_splits,
+            path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
             teacher_W=np.mean(screen_W[lam_avg], axis=0), lam_flag=lam_flag,
-            flag_proba=screen_P[lam_flag], label_averaging=True)
+            flag_proba=flag_P("screen", lam_flag, screen_P[lam_flag]),
+            label_averaging=True)
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
     choice_terms = None   # the choice's per-row terms, once ``rescore`` has run
@@ -1156,11 +1176,7 @@ def resolve_auto(
         return corrected_accuracy(pred, y, T_inv)
 
     cands: dict[tuple[float, str], tuple[float, np.ndarray]] = {}
-    P_teacher = P_screen   # as the final model will predict (shifted to class_prior)
-    if shift:
-        P_teacher = np.zeros((N, K))
-        for (tr, te), W in zip(folds, screen_W[lam_screen]):
-            P_teacher[te] = softmax(X[te] @ W.T + prior_shift(X[tr] @ W.T, class_prior))
+    P_teacher = flag_P("screen", lam_screen, P_screen)   # as the final model predicts
     cands[(lam_screen, "teacher")] = (score_of(P_teacher), P_teacher)
     path.append({"stage": "choose", "lam": lam_screen, "model": "teacher",
                  "score": cands[(lam_screen, "teacher")][0]})
@@ -1317,7 +1333,8 @@ def resolve_auto(
         oof_proba=P_best, screen_proba=P_screen, n_splits=n_splits, rule=score,
         seconds=time.perf_counter() - t0, widened=tuple(widened),
         teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag,
-        flag_proba=None if lam_flag is None else screen_P[lam_flag])
+        flag_proba=None if lam_flag is None else flag_P("screen", lam_flag,
+                                                        screen_P[lam_flag]))
 
 
 def averaging_round(fits: Sequence, X: np.ndarray,
