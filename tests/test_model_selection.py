@@ -455,24 +455,29 @@ def _learnable_annotator(seed=0, N=3000, K=10, d=40):
 
 def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     """Step 6: when the screen's lam below the stiff flagging teacher's fits the given
-    labels better, ``average_learnable`` recommends the unpruned chain (up to its last
-    SD round; the caller picks the round) at the screened lam that fitted them best, and
-    skips the refine; without it the choice is as before."""
+    labels better, ``average_learnable`` recommends the chain (up to its last SD round;
+    the caller picks the round) at the screened lam that fitted them best, fitted
+    without the stiff teacher's precise per-cell set, and skips the refine; without it
+    the choice is as before."""
     from selfdistill.intercept import add_intercept
+    from selfdistill.issues import flag_mask
 
     X, given = _learnable_annotator()
     X = add_intercept(X, 1.0)
     kw = dict(n_classes=10, lams=(1e-5, 1e-4, 1e-3), rounds=3)
     avg = resolve_auto(X, given, average_learnable=True, **kw)
-    assert avg.label_averaging and avg.best_model == "sd-3" and not avg.pruned
+    assert avg.label_averaging and avg.best_model == "pruned-sd-3" and avg.pruned
     assert avg.lam_flag == 1e-3 and avg.lam == 1e-4
     assert avg.lam == max(avg.screen_scores, key=avg.screen_scores.get)
-    assert avg.final_rows(given) is None and avg.chain() == (3, False)
+    assert avg.chain() == (3, False)
+    rows = avg.final_rows(given)
+    np.testing.assert_array_equal(rows, ~flag_mask(avg.flag_proba, given, rule="cells"))
+    assert 0 < (~rows).sum() < len(given) // 2
     assert [p["stage"] for p in avg.path][-1] == "label-averaging"
     assert not any(p["stage"] in ("refine", "choose") for p in avg.path)
     assert avg.to_dict()["label_averaging"] is True
     plain = resolve_auto(X, given, **kw)
-    assert not plain.label_averaging and plain.best_model != "sd-3"
+    assert not plain.label_averaging and plain.best_model != "pruned-sd-3"
     assert any(p["stage"] == "refine" for p in plain.path)
     # under the uniform prior the same choice, and the flags read the teachers shifted to
     # it: their held-out prior is nearer uniform, and the screen is untouched
@@ -527,11 +532,13 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
                        fit_intercept=True, class_prior="uniform")
     sel = res.lam_selection
     assert sel["label_averaging"] and res.selected == sel["best_model"]
-    conf = sel["confidence"]
-    assert list(conf) == ["teacher", "sd-1", "sd-2", "sd-3"]
+    conf = sel["confidence"]   # the chain fitted without the stiff teacher's flags
+    assert list(conf) == ["pruned-teacher", "pruned-sd-1", "pruned-sd-2", "pruned-sd-3"]
+    assert sel["n_left_out"] > 0
     assert all(a > b for a, b in zip(list(conf.values()), list(conf.values())[1:]))
-    kept = [m for m in conf if m != "teacher" and conf[m] >= 0.5 * conf["teacher"]]
-    assert res.selected == (kept[-1] if kept else "teacher")
+    t = conf["pruned-teacher"]
+    kept = [m for m in conf if m != "pruned-teacher" and conf[m] >= 0.5 * t]
+    assert res.selected == (kept[-1] if kept else "pruned-teacher")
     from selfdistill import SelfDistillationClassifier
 
     clf = SelfDistillationClassifier(lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3,

@@ -494,7 +494,7 @@ class AutoSelection:
         (:meth:`final_rows`).
     train_rows : ndarray of bool, shape (N,) or None
         Rows the refine folds kept (the cleaning pass's set; None: no pruned candidate
-        won). The final fits use :meth:`final_rows`.
+        won, or label averaging). The final fits use :meth:`final_rows`.
     lam_screen : float
         lam of the screening teacher.
     screen_scores : dict
@@ -524,8 +524,9 @@ class AutoSelection:
         Those probabilities (:meth:`label_issues`).
     label_averaging : bool
         Whether step 6 stopped the procedure after the cleaning pass and recommended the
-        unpruned chain at ``lam`` (``average_learnable``; ``best_model`` is its last SD
-        round, and the caller picks the round from the fitted chain with
+        chain at ``lam`` on the rows the stiff teacher at ``lam_flag`` does not flag
+        (:meth:`final_rows`; ``average_learnable``; ``best_model`` is its last SD round,
+        ``pruned-sd-t``, and the caller picks the round from the fitted chain with
         :func:`averaging_round`); ``oof_proba`` is then
         the cleaning pass's (the label issues' evidence), and no candidate was scored.
     """
@@ -875,8 +876,9 @@ def resolve_auto(
     6. **Learnable noise.** When the screen's lam just below ``lam_flag`` (the lam
        nearest scikit-learn's default regularisation, :func:`flag_lam`) predicted the
        given labels better than ``lam_flag``: with ``average_learnable`` the procedure
-       stops after step 2 and recommends the *unpruned* chain at the screened lam that
-       predicted the given labels best, up to the round :func:`averaging_round` picks
+       stops after step 2 and recommends the chain at the screened lam that predicted
+       the given labels best, fitted without that stiffer teacher's precise per-cell set
+       (:meth:`AutoSelection.final_rows`), up to the round :func:`averaging_round` picks
        from the fitted chain (its label issues: the
        cleaning pass's and that stiffer teacher's; docs/selection.md, "Learnable noise:
        label averaging"); without it, when the chosen model is more flexible than
@@ -1139,8 +1141,11 @@ def resolve_auto(
     # teacher's predicted the given labels better than it. Flags are blind to noise a
     # model can learn (idn F1 0.33-0.38 on BANKING77) and pruning leaves most of it;
     # SD rounds average it away over correlated rows. The recommended model is the
-    # unpruned chain at the screened lam that fitted the given labels best (its round is
-    # picked from the fitted chain: averaging_round); the label issues come from the
+    # chain at the screened lam that fitted the given labels best (its round is picked
+    # from the fitted chain: averaging_round), fitted without the stiff teacher's precise
+    # per-cell set (final_rows; with the flags read shifted to the class prior that set
+    # is clean enough to leave out: +0.2..+3.1 points on 8 BANKING77 and synthetic rows,
+    # docs/selection.md, "Which rows"); the label issues come from the
     # cleaning pass and the stiff teacher (the fold SD rounds' own flags, alone or
     # united, won on the synthetic view rows but lost F1 on BANKING77 idn and text and
     # cost 1.5-6 s: docs/selection.md), and the refine and the choice are skipped
@@ -1150,13 +1155,13 @@ def resolve_auto(
     learnable = bool(below) and screen_scores[max(below)] > screen_scores[lam_flag]
     if average_learnable and rounds > 0 and learnable:
         lam_avg = max(below, key=screen_scores.get)
-        model = f"sd-{rounds}"
+        model = f"pruned-sd-{rounds}"
         path.append({"stage": "label-averaging", "lam": lam_avg, "model": model,
                      "score": float(screen_scores[lam_avg])})
         if progress is not None:
             progress(total, total)
         return AutoSelection(
-            lam=lam_avg, best_model=model, pruned=False, train_rows=None,
+            lam=lam_avg, best_model=model, pruned=True, train_rows=None,
             lam_screen=lam_screen, screen_scores=screen_scores, scores_by_model={},
             path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
@@ -1339,7 +1344,7 @@ def resolve_auto(
 
 def averaging_round(fits: Sequence, X: np.ndarray,
                     share: float = AUTO_AVG_CONFIDENCE_SHARE) -> tuple[str, dict]:
-    """The model label averaging recommends from its fitted unpruned chain.
+    """The model label averaging recommends from its fitted chain.
 
     The last SD round whose mean top probability on the training rows ``X`` is at least
     ``share`` times the teacher's (the teacher when even ``sd-1`` is below). A round
@@ -1351,8 +1356,8 @@ def averaging_round(fits: Sequence, X: np.ndarray,
     Parameters
     ----------
     fits : sequence of NamedFit
-        The chain ``teacher, sd-1, ...`` (PLL, if fitted, is ignored), as it predicts
-        (class-prior shift included).
+        The chain ``teacher, sd-1, ...`` (PLL, if fitted, is ignored; the names may carry
+        the prefix ``pruned-``), as it predicts (class-prior shift included).
     X : ndarray of shape (N, d)
         The rows the chain was fitted on.
     share : float, default=AUTO_AVG_CONFIDENCE_SHARE
@@ -1360,7 +1365,7 @@ def averaging_round(fits: Sequence, X: np.ndarray,
     Returns
     -------
     name : str
-        ``"teacher"`` or ``"sd-t"``.
+        ``"teacher"`` or ``"sd-t"`` (with the fits' prefix, if any).
     confidence : dict
         Mean top probability of each model of the chain.
 
@@ -1372,11 +1377,12 @@ def averaging_round(fits: Sequence, X: np.ndarray,
     >>> averaging_round(fits, X, share=0.95)[0], averaging_round(fits, X, share=0.5)[0]
     ('sd-1', 'sd-3')
     """
-    confidence = {f.name: float(f.predict_proba(X).max(axis=1).mean())
-                  for f in fits if f.name == "teacher" or f.name.startswith("sd-")}
-    name = "teacher"
+    confidence = {f.name: float(f.predict_proba(X).max(axis=1).mean()) for f in fits
+                  if f.name.removeprefix("pruned-") == "teacher"
+                  or f.name.removeprefix("pruned-").startswith("sd-")}
+    name = teacher = next(iter(confidence))
     for m, c in confidence.items():
-        if m != "teacher" and c >= share * confidence["teacher"]:
+        if m != teacher and c >= share * confidence[teacher]:
             name = m
     return name, confidence
 
