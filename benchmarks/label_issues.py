@@ -207,7 +207,8 @@ Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (
 `pruned-…` = fitted without the flagged rows). *est / real* is the estimated
 noise rate (`noise_estimate.rate`, from the given labels only) against the realised one.
 P / R / F1 (%) are for the flagged rows against the truly corrupted ones: *ours* from the
-chosen candidate's 5-fold out-of-fold probabilities (the confident joint's count of rows,
+chosen candidate's 5-fold out-of-fold probabilities, each fold's model shifted to the
+uniform class prior as the final model is (the confident joint's count of rows,
 highest probability of a wrong label under the estimated noise first), united with those
 of the screen's teacher at the lam shown as *+flags lam* when the chosen model is more
 flexible and the screen saw flexibility fit the given labels better (docs/selection.md,
