@@ -914,8 +914,10 @@ def resolve_auto(
         candidates of steps 3-5 predict as the final model will: each fold's fits are
         shifted by their :func:`~selfdistill.prior.prior_shift` on that fold's training
         rows before they predict its held-out rows, for the choice, the final rows and
-        the flags (``oof_proba``). The screen and the cleaning pass keep the fits' own
-        prior: they read the given labels, whose class counts are part of the noise.
+        the flags (``oof_proba``). The screen's and the cleaning pass's teachers flag
+        shifted too (``flag_proba``, and ``oof_proba`` under label averaging), while their
+        scores, and so the learnable-noise rule, read the fits as they are: the given
+        labels, whose class counts are part of the noise.
 
     Returns
     -------
@@ -1012,7 +1014,7 @@ def resolve_auto(
         read the given labels) and keep the shifted teacher's probabilities in
         ``moved_P`` (for the flags and the screening teacher as a candidate)."""
         shifted = shift and stage not in ("screen", "clean")
-        also = shift and not shifted
+        moved_too = shift and not shifted
         fitted = names[:n_rounds + 1] if from_round is None else names[from_round + 1:
                                                                         n_rounds + 1]
         if Ps is None:
@@ -1031,19 +1033,19 @@ def resolve_auto(
             if shifted:
                 fits = adjust_prior(fits, X[tr], class_prior)
             moved = (adjust_prior(fits[:1], X[tr], class_prior)[0].predict_proba(X[te])
-                     if also else None)
+                     if moved_too else None)
             return fits, [nf.predict_proba(X[te]) for nf in fits], moved
 
-        P_moved = np.zeros((N, K)) if also else None
+        P_moved = np.zeros((N, K)) if moved_too else None
         for f, (fits, probas, moved) in zip(ids, each_fold(fit_fold, ids)):
             Ws.append(fits[0].W)
             W_last.append(fits[-1].W)
             for nf, P in zip(fits, probas):
                 Ps[nf.name][folds[f][1]] = P
-            if also:
+            if moved_too:
                 P_moved[folds[f][1]] = moved
             tick(len(fitted))
-        if also:
+        if moved_too:
             moved_P[(stage, lam)] = P_moved
         if scorer is None:
             return Ps
