@@ -267,9 +267,9 @@ def test_fit_report_names_the_cv_figure_it_shows():
 
 def test_fit_report_explains_label_averaging_and_the_class_prior():
     """Under label averaging no candidate was scored: the 'why' paragraph gives the rule
-    (learnable labels, an SD round on all rows, how its round is picked), not the
-    corrected score; the prior
-    note says the intercepts were shifted and how skewed the given counts are."""
+    (learnable labels, an SD round without the stiffer teacher's surest flags, how its
+    round is picked), not the corrected score; the prior note says the intercepts were
+    shifted and how skewed the given counts are."""
     from types import SimpleNamespace
 
     import numpy as np

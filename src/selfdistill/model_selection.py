@@ -1021,8 +1021,9 @@ def resolve_auto(
             Ps = {n: np.zeros((N, K)) for n in fitted}
         Ws, W_last = [], []
 
-        def fit_fold(f: int, n_threads: int) -> tuple[list, list]:
-            """Fold ``f``'s fits and their probabilities on its held-out rows."""
+        def fit_fold(f: int, n_threads: int) -> tuple[list, list, np.ndarray | None]:
+            """Fold ``f``'s fits, their probabilities on its held-out rows, and (with
+            ``moved_too``) the shifted teacher's there."""
             tr, te = rows_of(folds[f][0]), folds[f][1]
             warm = ({"teacher_W": None if W_prev is None else W_prev[f]}
                     if from_round is None else {"start": (from_round, W_prev[f])})
@@ -1380,8 +1381,7 @@ def averaging_round(fits: Sequence, X: np.ndarray,
     ('sd-1', 'sd-3')
     """
     confidence = {f.name: float(f.predict_proba(X).max(axis=1).mean()) for f in fits
-                  if f.name.removeprefix("pruned-") == "teacher"
-                  or f.name.removeprefix("pruned-").startswith("sd-")}
+                  if not chain_of(f.name)[1]}   # the PLL student is not a round
     name = teacher = next(iter(confidence))
     for m, c in confidence.items():
         if m != teacher and c >= share * confidence[teacher]:
