@@ -264,6 +264,43 @@ def test_auto_unpruned_sd_race_skips_only_the_work_of_a_clear_loser(asym_digits,
     np.testing.assert_array_equal(full.oof_proba, raced.oof_proba)
 
 
+def test_auto_lam_path_race_skips_only_the_folds_of_a_clear_loser(digits, monkeypatch):
+    """A walk's next lam races on the first two folds (two workers): the screen's 1e-5,
+    far too flexible under sym 0.6, trails 1e-2 by more than AUTO_PATH_RACE_Z paired
+    standard errors there, so the walk stops without its other folds. Step 4 needs that
+    lam's teacher later and fits its other folds then, with the numbers of a screen that
+    fitted every fold at once: the same choice and probabilities as without the race."""
+    import selfdistill.model_selection as MS
+
+    y, _ = make_noisy_labels(digits.y_train, kind="sym", rate=0.6, n_classes=10, seed=0)
+    monkeypatch.setattr(MS, "_n_threads", lambda n: 2)
+    kw = dict(lams=[1e-5, 1e-2], rounds=2, n_classes=10, seed=0)
+    raced = resolve_auto(digits.X_train, y, **kw)
+    stages = [(p["stage"], p["lam"]) for p in raced.path]
+    race = next(p for p in raced.path if p["stage"] == "screen-race")
+    assert race["lam"] == 1e-5 and race["z"] < -MS.AUTO_PATH_RACE_Z
+    assert race["score"] == raced.screen_scores[1e-5] < raced.screen_scores[1e-2]
+    # fitted on its other folds only when step 4 came to it
+    assert stages.index(("screen-race", 1e-5)) < stages.index(("screen", 1e-5))
+    assert ("unpruned-sd-race", 1e-5) in stages
+    monkeypatch.setattr(MS, "AUTO_PATH_RACE_Z", np.inf)
+    full = resolve_auto(digits.X_train, y, **kw)
+    assert not any(p["stage"] in ("screen-race", "refine-race") for p in full.path)
+    assert (full.lam, full.best_model, full.lam_screen) == (raced.lam, raced.best_model,
+                                                            raced.lam_screen)
+    np.testing.assert_array_equal(full.oof_proba, raced.oof_proba)
+    completed = next(p["score"] for p in raced.path if p["stage"] == "screen"
+                     and p["lam"] == 1e-5)
+    assert completed == full.screen_scores[1e-5]
+    assert abs(raced.screen_scores[1e-5] - completed) < 0.05   # the estimate was close
+    # under label averaging nothing needs the lost lam: its other folds are never fitted
+    monkeypatch.setattr(MS, "AUTO_PATH_RACE_Z", 2.0)
+    avg = resolve_auto(digits.X_train, y, class_prior="uniform", average_learnable=True,
+                       **kw)
+    assert ("screen-race", 1e-5) in [(p["stage"], p["lam"]) for p in avg.path]
+    assert ("screen", 1e-5) not in [(p["stage"], p["lam"]) for p in avg.path]
+
+
 def test_auto_scores_the_candidates_shifted_to_the_class_prior(digits):
     """With ``class_prior="uniform"`` the candidates (steps 3-5) predict their held-out
     rows as the final models will, shifted to the uniform prior on each fold's training

@@ -476,6 +476,25 @@ AUTO_AVG_CONFIDENCE_SHARE = 0.5
 #: anyway): BANKING77's 24 rows -8.5..+0.6 (19 below -2; the unpruned SD rounds lost the
 #: full choice on all 24), the synthetic view rows +1.2..+7.0 (they won it).
 AUTO_SD_RACE_Z = 2.0
+#: A lam path's next lam (the screen's and the refine's, step 1 and 3) is first fitted on
+#: the folds of the pool's first turn, and the other folds only when, on those folds'
+#: held-out rows, it does not trail the path's best lam so far by more than this many
+#: paired standard errors (the path stops at the first lam that scores lower, so a clear
+#: loss there ends it; docs/selection.md, "Races").
+AUTO_PATH_RACE_Z = 2.0
+
+
+@dataclass
+class _FoldFits:
+    """One lam's fits on some of the folds so far (``resolve_auto``'s ``at``): each
+    model's out-of-fold probabilities (rows of the fitted folds filled), the shifted
+    teacher's (the screen and the cleaning pass), and each fitted fold's teacher and last
+    round weights."""
+
+    P: dict
+    moved: np.ndarray | None
+    W: dict = field(default_factory=dict)
+    W_last: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -498,7 +517,8 @@ class AutoSelection:
     lam_screen : float
         lam of the screening teacher.
     screen_scores : dict
-        Out-of-fold accuracy on the given labels of the screening teacher, per lam tried.
+        Out-of-fold accuracy on the given labels of the screening teacher, per lam tried
+        (a lam that lost its race, ``AUTO_PATH_RACE_Z``: estimated from the raced folds).
     scores_by_model : dict
         Score of every candidate (``rule`` below), by model name at ``lam``.
     path : list of dict
@@ -848,7 +868,8 @@ def resolve_auto(
        out-of-fold accuracy on the given labels drops or whose self-corrected score
        (:func:`corrected_accuracy` with the noise estimated from its own out-of-fold
        probabilities) drops, and widens past the grid's edges (``AUTO_WIDEN``) when its
-       best is there.
+       best is there. Every lam after the first races on the first folds
+       (``AUTO_PATH_RACE_Z``): a clear loss there ends the walk without the other folds.
     2. **Clean.** The screen's out-of-fold probabilities flag a precise set
        (:func:`~selfdistill.issues.flag_mask` ``rule="cells"``); the screening teacher
        refitted on the folds minus that set gives out-of-fold probabilities whose pooled
@@ -857,7 +878,8 @@ def resolve_auto(
     3. **Refine.** On each fold's training rows minus those rows, the teacher along the
        lam path from the screening lam down to the grid's end (stopping at the first
        drop; ``AUTO_PATH_ROUNDS`` SD rounds walk with it), then SD rounds 1 and 2 at the
-       best lam, each fold's chain continued. The unpruned screening teacher stays a
+       best lam, each fold's chain continued (the walk races as the screen's). The
+       unpruned screening teacher stays a
        candidate (clean data: pruning only removes hard rows).
     4. **SD without pruning.** SD rounds 1 and 2 of the unpruned chain at the screened
        lam just below the screen's, each fold continuing from its screening teacher
@@ -1001,13 +1023,13 @@ def resolve_auto(
 
     def at(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable | None,
            stage: str, prefix: str, n_rounds: int, from_round: int | None = None,
-           ids: Sequence[int] = range(n_splits), Ps: dict | None = None):
+           ids: Sequence[int] = range(n_splits), part: _FoldFits | None = None):
         """Teacher (and ``n_rounds`` SD rounds) at one lam on every fold, each fold
         warm-started from ``W_prev[f]``; with ``from_round = s`` each fold's chain is
         continued from its round ``s`` (weights ``W_prev[f]``): rounds ``s+1 ..
         n_rounds`` only. With ``scorer=None`` only the folds ``ids`` are fitted and their
-        held-out rows of the out-of-fold probabilities returned; a later call with the
-        other folds and those probabilities (``Ps``) completes them. The candidate
+        fits returned (:class:`_FoldFits`); a later call with the other folds and those
+        fits (``part``) completes them. The candidate
         stages (all but the screen and the cleaning pass) predict with each fold's fits
         shifted to ``class_prior`` (on the fold's training rows), as the final models
         will be; the screen and the cleaning pass predict with their own (their scores
@@ -1017,9 +1039,9 @@ def resolve_auto(
         moved_too = shift and not shifted
         fitted = names[:n_rounds + 1] if from_round is None else names[from_round + 1:
                                                                         n_rounds + 1]
-        if Ps is None:
-            Ps = {n: np.zeros((N, K)) for n in fitted}
-        Ws, W_last = [], []
+        if part is None:
+            part = _FoldFits({n: np.zeros((N, K)) for n in fitted},
+                             np.zeros((N, K)) if moved_too else None)
 
         def fit_fold(f: int, n_threads: int) -> tuple[list, list, np.ndarray | None]:
             """Fold ``f``'s fits, their probabilities on its held-out rows, and (with
@@ -1037,19 +1059,20 @@ def resolve_auto(
                      if moved_too else None)
             return fits, [nf.predict_proba(X[te]) for nf in fits], moved
 
-        P_moved = np.zeros((N, K)) if moved_too else None
         for f, (fits, probas, moved) in zip(ids, each_fold(fit_fold, ids)):
-            Ws.append(fits[0].W)
-            W_last.append(fits[-1].W)
+            part.W[f], part.W_last[f] = fits[0].W, fits[-1].W
             for nf, P in zip(fits, probas):
-                Ps[nf.name][folds[f][1]] = P
+                part.P[nf.name][folds[f][1]] = P
             if moved_too:
-                P_moved[folds[f][1]] = moved
+                part.moved[folds[f][1]] = moved
             tick(len(fitted))
-        if moved_too:
-            moved_P[(stage, lam)] = P_moved
         if scorer is None:
-            return Ps
+            return part
+        if moved_too:
+            moved_P[(stage, lam)] = part.moved
+        Ps = part.P
+        Ws = [part.W[f] for f in range(n_splits)]
+        W_last = [part.W_last[f] for f in range(n_splits)]
         scored = {n: scorer(P) for n, P in Ps.items()}
         if stage == "screen":
             screen_P[lam], screen_W[lam] = Ps["teacher"], Ws
@@ -1060,17 +1083,22 @@ def resolve_auto(
     def lam_path(rows_of: Callable, lams_: list[float], W_start: list | None,
                  scorer: Callable[[np.ndarray], float], stage: str, prefix: str,
                  n_rounds: int, widen_down: bool = True,
-                 guard: Callable[[np.ndarray], float] | None = None):
+                 guard: Callable[[np.ndarray], float] | None = None,
+                 terms: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
         """Walk ``lams_`` (descending), each fold warm-started from the previous lam,
         until the best score of a lam first drops (or, with ``guard``, the guard's value
         of the teacher's out-of-fold probabilities drops: a step must improve both). The
         grid widens itself: when the first lam is the best, larger ones (x10) are tried,
         and when the last one still improves, smaller ones (/10), while the score
-        improves (at most ``AUTO_WIDEN`` steps each way, inside the lam range)."""
+        improves (at most ``AUTO_WIDEN`` steps each way, inside the lam range).
+
+        With ``terms(pred, rows)`` (the score's per-row terms on the held-out ``rows``)
+        every lam after the first races the best so far (:func:`race_step`): a clear
+        loss ends the walk (or the widening) without fitting the other folds."""
         g_of = {}
 
         def worse(cur, best) -> bool:
-            if cur[1] <= best[1]:
+            if cur is None or cur[1] <= best[1]:   # None: lost its race
                 return True
             if guard is None:
                 return False
@@ -1081,9 +1109,16 @@ def resolve_auto(
                                  "score": g_of[c[0]]})
             return g_of[cur[0]] <= g_of[best[0]]
 
+        def step(lam: float, W_prev: list | None, best):
+            """``at`` at ``lam``, raced against ``best`` when there is one."""
+            if terms is None or best is None or len(first) == n_splits:
+                return at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds)
+            return race_step(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds,
+                             terms, best)
+
         best, W_prev, dropped = None, W_start, False
         for lam in lams_:
-            cur = at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds)
+            cur = step(lam, W_prev, best)
             if best is not None and worse(cur, best):
                 dropped = True
                 break
@@ -1097,14 +1132,48 @@ def resolve_auto(
                     break
                 # upward from zero: a smaller lam's larger weights are a poor start, and
                 # a loose tol would stop near them (measured on digits, asym 0.4)
-                cur = at(lam, rows_of, None if up else best[4], scorer, stage, prefix,
-                         n_rounds)
+                cur = step(lam, None if up else best[4], best)
                 if lam not in widened:
                     widened.append(lam)
                 if worse(cur, best):
                     break
                 best = cur
         return best
+
+    # the folds of the pool's first turn, which race (lam paths, step 4): all of them
+    # when there are as many CPUs as folds (no race then)
+    first = range(min(n_splits, max(workers, 2)))
+    raced_rows = np.concatenate([folds[f][1] for f in first])
+    raced: dict[float, tuple] = {}   # the screen's lams that lost their race: (fits, W_prev)
+
+    def race_step(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
+                  stage: str, prefix: str, n_rounds: int, terms: Callable, best):
+        """``at`` at ``lam`` on the folds ``first``, then the other folds unless, on the
+        first folds' held-out rows, its best model trails ``best``'s by more than
+        ``AUTO_PATH_RACE_Z`` paired standard errors (per-row ``terms`` of the score):
+        then None, and the path records ``<stage>-race`` with the lam's estimated
+        score (``best``'s plus the mean difference there) and ``z``."""
+        part = at(lam, rows_of, W_prev, None, stage, prefix, n_rounds, ids=first)
+        yr = raced_rows
+
+        def best_terms(Ps: dict) -> tuple[str, np.ndarray]:
+            return max(((n, terms(P[yr].argmax(axis=1), yr)) for n, P in Ps.items()),
+                       key=lambda nt: nt[1].mean())
+
+        (name, per_cur), (_, per_best) = best_terms(part.P), best_terms(best[2])
+        diff = per_cur - per_best
+        se = float(diff.std() / np.sqrt(len(yr)))
+        z = float(diff.mean()) / se if se > 0 else 0.0
+        if z >= -AUTO_PATH_RACE_Z:
+            return at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds,
+                      ids=range(len(first), n_splits), part=part)
+        est = float(best[1] + diff.mean())
+        path.append({"stage": stage + "-race", "lam": lam, "model": prefix + name,
+                     "score": est, "z": z})
+        if stage == "screen":
+            raced[lam] = (part, W_prev, est)
+        tick(len(part.P) * (n_splits - len(first)))
+        return None
 
     path: list[dict] = []
     widened: list[float] = []
@@ -1119,14 +1188,26 @@ def resolve_auto(
         """``P`` (a screen or cleaning-pass teacher's) shifted to ``class_prior``."""
         return moved_P.get((stage, lam), P)
 
+    def screened(lam: float) -> tuple[np.ndarray, list]:
+        """The screen's teacher at ``lam``: out-of-fold probabilities and fold weights;
+        a lam that lost its race has its other folds fitted now (once)."""
+        if lam in raced:
+            part, W_prev, _ = raced.pop(lam)
+            at(lam, lambda tr: tr, W_prev, _given_accuracy(y), "screen", "", 0,
+               ids=range(len(first), n_splits), part=part)
+        return screen_P[lam], screen_W[lam]
+
     # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its
     #    own out-of-fold probabilities imply (their noise estimate), or by accuracy on the
     #    given labels
     lam_screen, _, Ps, _, W_screen, _ = lam_path(
         lambda tr: tr, grid, None, _given_accuracy(y), "screen", "", 0,
-        guard=_self_corrected_of(y) if AUTO_SCREEN_GUARD else None)
+        guard=_self_corrected_of(y) if AUTO_SCREEN_GUARD else None,
+        terms=lambda pred, rows: (pred == y[rows]).astype(float))
     P_screen = Ps["teacher"]
+    # the lams that lost their race: the score estimated from the raced folds
     screen_scores = {p["lam"]: p["score"] for p in path if p["stage"] == "screen"}
+    screen_scores.update({v: est for v, (_, _, est) in raced.items()})
     keep = ~flag_mask(P_screen, y, rule=AUTO_FIRST_CUT)
     if AUTO_CLEAN_PASS and not keep.all():
         # 2. one cleaning pass: the screening teacher refitted (warm) on the folds minus the
@@ -1153,7 +1234,7 @@ def resolve_auto(
     # united, won on the synthetic view rows but lost F1 on BANKING77 idn and text and
     # cost 1.5-6 s: docs/selection.md), and the refine and the choice are skipped
     # (docs/selection.md, "Learnable noise")
-    lam_flag = flag_lam(list(screen_P), N * (n_splits - 1) / n_splits)
+    lam_flag = flag_lam(list(screen_scores), N * (n_splits - 1) / n_splits)
     below = [v for v in screen_scores if v < lam_flag]
     learnable = bool(below) and screen_scores[max(below)] > screen_scores[lam_flag]
     if average_learnable and rounds > 0 and learnable:
@@ -1168,8 +1249,8 @@ def resolve_auto(
             lam_screen=lam_screen, screen_scores=screen_scores, scores_by_model={},
             path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
-            teacher_W=np.mean(screen_W[lam_avg], axis=0), lam_flag=lam_flag,
-            flag_proba=flag_P("screen", lam_flag, screen_P[lam_flag]),
+            teacher_W=np.mean(screened(lam_avg)[1], axis=0), lam_flag=lam_flag,
+            flag_proba=flag_P("screen", lam_flag, screened(lam_flag)[0]),
             label_averaging=True)
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
@@ -1198,9 +1279,13 @@ def resolve_auto(
         ``lam_start`` down (each fold warm-started from ``W_start``), then the SD rounds
         continued at the best lam: candidates ``pruned-…``."""
         n1 = min(rounds, AUTO_PATH_ROUNDS)
+        # the race's per-row terms: the corrected score's (the choice's posterior terms,
+        # once ``rescore`` has run, and the "kept" score are not raced)
+        terms = (None if score != "corrected" or choice_terms is not None else
+                 lambda pred, rows_: T_inv[y[rows_], pred])
         lam_ref, _, Ps, scored, W_ref, W_sd = lam_path(
             lambda tr: tr[rows[tr]], [lam_start] + [v for v in grid if v < lam_start],
-            W_start, score_of, stage, "pruned-", n1, widen_down=False)
+            W_start, score_of, stage, "pruned-", n1, widen_down=False, terms=terms)
         W_mean[(lam_ref, True)] = np.mean(W_ref, axis=0)
         for n, P in Ps.items():
             cands[(lam_ref, "pruned-" + n)] = (scored[n], P)
@@ -1282,27 +1367,28 @@ def resolve_auto(
     #    47.1 % chosen, 63.2 % for sd-2)
     #    The folds of the pool's first turn race the candidates so far on their held-out
     #    rows (``sd_race``): a clear loss there skips the other folds
-    below_screen = [v for v in screen_W if v < lam_screen]
+    below_screen = [v for v in screen_scores if v < lam_screen]
     #    Not with ``average_learnable``: the learnable noise these rounds are for has left
     #    for label averaging by then, and on the rest the race was lost by 4.7-96 standard
     #    errors on all 18 such BANKING77 rows and all 6 synthetic ones (1.3 s of 10 there)
     if AUTO_UNPRUNED_SD and not average_learnable and below_screen and n_sd:
         lam_sd = max(below_screen)
-        W_mean[(lam_sd, False)] = np.mean(screen_W[lam_sd], axis=0)
-        first = range(min(n_splits, max(workers, 2)) if score == "corrected" else n_splits)
-        Pu = at(lam_sd, lambda tr: tr, screen_W[lam_sd], None, "unpruned-sd", "", n_sd,
-                from_round=0, ids=first)
-        race = sd_race(Pu, np.concatenate([folds[f][1] for f in first]))
+        W_sd = screened(lam_sd)[1]
+        W_mean[(lam_sd, False)] = np.mean(W_sd, axis=0)
+        sd_first = first if score == "corrected" else range(n_splits)
+        Pu = at(lam_sd, lambda tr: tr, W_sd, None, "unpruned-sd", "", n_sd,
+                from_round=0, ids=sd_first)
+        race = sd_race(Pu.P, np.concatenate([folds[f][1] for f in sd_first]))
         if race is not None:
             path.append({"stage": "unpruned-sd-race", "lam": lam_sd, **race})
         if race is None or race["z"] >= -AUTO_SD_RACE_Z:
-            _, _, Pu, scored, _, _ = at(lam_sd, lambda tr: tr, screen_W[lam_sd], score_of,
+            _, _, Pu, scored, _, _ = at(lam_sd, lambda tr: tr, W_sd, score_of,
                                         "unpruned-sd", "", n_sd, from_round=0,
-                                        ids=range(len(first), n_splits), Ps=Pu)
+                                        ids=range(len(sd_first), n_splits), part=Pu)
             for n, P in Pu.items():
                 cands[(lam_sd, n)] = (scored[n], P)
         else:
-            tick(n_sd * (n_splits - len(first)))
+            tick(n_sd * (n_splits - len(sd_first)))
     rescore()
     record_choice()
     # 5. choose (``winner``); when an unpruned SD round wins, its flags (better than the
@@ -1318,7 +1404,7 @@ def resolve_auto(
             keep = rows_sd
             # scored with the noise matrix that chose the SD round (estimated again, the
             # choice flipped to the screening teacher at view 0.5, seed 0: 47.1 vs 63.2)
-            refine(keep, lam_best, screen_W[lam_best], "refine-sd")
+            refine(keep, lam_best, screened(lam_best)[1], "refine-sd")
             record_choice()
             lam_best, model = winner("pruned-" if AUTO_CHOOSE_SCORE == "posterior" else "")
     P_best = cands[(lam_best, model)][1]
@@ -1342,7 +1428,7 @@ def resolve_auto(
         seconds=time.perf_counter() - t0, widened=tuple(widened),
         teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag,
         flag_proba=None if lam_flag is None else flag_P("screen", lam_flag,
-                                                        screen_P[lam_flag]))
+                                                        screened(lam_flag)[0]))
 
 
 def averaging_round(fits: Sequence, X: np.ndarray,
