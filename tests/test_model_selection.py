@@ -193,9 +193,11 @@ def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits
     assert acc[0] > acc[1] + 0.03, acc
     rec = sel.to_dict()
     assert rec["best_model"] == sel.best_model and rec["pruned"] is True
-    # the unpruned SD rounds lost their race on the first folds: the others were skipped
+    # the unpruned SD rounds lost their race on the first folds: the others were skipped;
+    # so did the screen's 1e-3 and 1e-1 on the last fold (1e-3 was fitted on the other
+    # folds for step 4)
     assert {p["stage"] for p in rec["path"]} == {"screen", "clean", "choose", "refine",
-                                                 "unpruned-sd-race"}
+                                                 "screen-race", "unpruned-sd-race"}
 
 
 def test_auto_scores_unpruned_sd_below_the_screen_with_the_choice_noise_matrix(
@@ -265,7 +267,7 @@ def test_auto_unpruned_sd_race_skips_only_the_work_of_a_clear_loser(asym_digits,
 
 
 def test_auto_lam_path_race_skips_only_the_folds_of_a_clear_loser(digits, monkeypatch):
-    """A walk's next lam races on the first two folds (two workers): the screen's 1e-5,
+    """A walk's next lam races on the last fold (two workers): the screen's 1e-5,
     far too flexible under sym 0.6, trails 1e-2 by more than AUTO_PATH_RACE_Z paired
     standard errors there, so the walk stops without its other folds. Step 4 needs that
     lam's teacher later and fits its other folds then, with the numbers of a screen that
@@ -584,3 +586,32 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     assert clf.selected_ == clf.cv_results_["best_model"] == res.selected
     # the same rule on the same chain (fitted to the estimator's own tol)
     assert clf.cv_results_["confidence"] == pytest.approx(conf, rel=1e-3)
+
+
+def test_stratified_folds_are_scikit_learns_row_for_row():
+    """Our folds (no scikit-learn import at run time) are StratifiedKFold(shuffle=True)'s:
+    uneven classes, labels that are not 0..K-1 in order of appearance, classes with
+    fewer rows than folds, several seeds."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedKFold
+
+    from selfdistill.model_selection import _stratified_folds
+
+    rng = np.random.default_rng(3)
+    cases = [rng.integers(0, 7, 503), rng.choice([9, 2, 40, 5], 97, p=[0.5, 0.3, 0.15, 0.05]),
+             np.r_[np.zeros(30, int), np.ones(3, int), np.full(12, 4)]]
+    for y in cases:
+        X = np.zeros((len(y), 1))
+        for n_splits, seed in ((5, 0), (3, 7), (5, 123)):
+            ours = _stratified_folds(X, y, n_splits, seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)   # the least populated class
+                theirs = list(StratifiedKFold(n_splits, shuffle=True,
+                                              random_state=seed).split(X, y))
+            assert len(ours) == len(theirs) == n_splits
+            for (tr, te), (tr2, te2) in zip(ours, theirs):
+                np.testing.assert_array_equal(tr, tr2)
+                np.testing.assert_array_equal(te, te2)
+    with pytest.raises(ValueError, match="cannot be greater"):
+        _stratified_folds(np.zeros((4, 1)), np.array([0, 0, 1, 1]), 3, 0)

@@ -228,16 +228,34 @@ def select_candidate(correct: np.ndarray, lams: Sequence[float],
 def _stratified_folds(X: np.ndarray, y: np.ndarray, n_splits: int, seed: int) -> list:
     """``(train, held-out)`` index pairs of a shuffled stratified K-fold on the given labels.
 
+    The folds of scikit-learn's ``StratifiedKFold(n_splits, shuffle=True,
+    random_state=seed)``, row for row (a test compares them), without importing
+    scikit-learn (a second of every command's start-up): the classes, in order of first
+    appearance, take turns over the folds (fold ``f`` holds the rows at positions ``f,
+    f + n_splits, ...`` of the labels sorted by that order), and each class's fold
+    numbers are shuffled by ``np.random.RandomState(seed)``, one class after the other.
     Noisy labels leave some classes with fewer rows than folds; stratification then
-    spreads what there is, which is all we need (K is fixed by ``n_classes``), so
-    scikit-learn's warning about it is silenced.
+    spreads what there is, which is all we need (K is fixed by ``n_classes``).
     """
-    from sklearn.model_selection import StratifiedKFold
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The least populated class",
-                                category=UserWarning)
-        return list(StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(X, y))
+    y = np.asarray(y)
+    _, first, inverse = np.unique(y, return_index=True, return_inverse=True)
+    encoded = np.argsort(np.argsort(first))[inverse.ravel()]   # by first appearance
+    n_classes = len(first)
+    counts = np.bincount(encoded, minlength=n_classes)
+    if np.all(counts < n_splits):
+        raise ValueError(f"n_splits={n_splits} cannot be greater than the number of "
+                         "members in each class.")
+    ordered = np.sort(encoded)
+    allocation = np.stack([np.bincount(ordered[f::n_splits], minlength=n_classes)
+                           for f in range(n_splits)])
+    rng = np.random.RandomState(seed)
+    fold_of = np.empty(len(y), dtype=np.intp)
+    for k in range(n_classes):
+        folds_k = np.repeat(np.arange(n_splits), allocation[:, k])
+        rng.shuffle(folds_k)
+        fold_of[encoded == k] = folds_k
+    rows = np.arange(len(y))
+    return [(rows[fold_of != f], rows[fold_of == f]) for f in range(n_splits)]
 
 
 def _checked(lams: Sequence[float], **params) -> list[float]:
@@ -868,7 +886,7 @@ def resolve_auto(
        out-of-fold accuracy on the given labels drops or whose self-corrected score
        (:func:`corrected_accuracy` with the noise estimated from its own out-of-fold
        probabilities) drops, and widens past the grid's edges (``AUTO_WIDEN``) when its
-       best is there. Every lam after the first races on the first folds
+       best is there. Every lam after the first races on the last fold
        (``AUTO_PATH_RACE_Z``): a clear loss there ends the walk without the other folds.
     2. **Clean.** The screen's out-of-fold probabilities flag a precise set
        (:func:`~selfdistill.issues.flag_mask` ``rule="cells"``); the screening teacher
@@ -1111,7 +1129,7 @@ def resolve_auto(
 
         def step(lam: float, W_prev: list | None, best):
             """``at`` at ``lam``, raced against ``best`` when there is one."""
-            if terms is None or best is None or len(first) == n_splits:
+            if terms is None or best is None or not racing:
                 return at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds)
             return race_step(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds,
                              terms, best)
@@ -1140,20 +1158,26 @@ def resolve_auto(
                 best = cur
         return best
 
-    # the folds of the pool's first turn, which race (lam paths, step 4): all of them
-    # when there are as many CPUs as folds (no race then)
+    # the folds of the pool's first turn, which race in step 4: all of them when there
+    # are as many CPUs as folds (no race then)
     first = range(min(n_splits, max(workers, 2)))
-    raced_rows = np.concatenate([folds[f][1] for f in first])
+    # the lam walks race on the last fold, whatever the CPUs (the same numbers on any
+    # machine with fewer CPUs than folds; with as many, every fold is in the first turn
+    # and there is no race): with 5 folds on 2 CPUs it is the fold fitted on both CPUs
+    # after two turns of two, so a lam that goes on costs no more than without the race
+    racing = [n_splits - 1] if workers < n_splits else []
+    rest = [f for f in range(n_splits) if f not in racing]
+    raced_rows = folds[-1][1]
     raced: dict[float, tuple] = {}   # the screen's lams that lost their race: (fits, W_prev)
 
     def race_step(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
                   stage: str, prefix: str, n_rounds: int, terms: Callable, best):
-        """``at`` at ``lam`` on the folds ``first``, then the other folds unless, on the
-        first folds' held-out rows, its best model trails ``best``'s by more than
+        """``at`` at ``lam`` on the folds ``racing``, then the other folds unless, on
+        their held-out rows, its best model trails ``best``'s by more than
         ``AUTO_PATH_RACE_Z`` paired standard errors (per-row ``terms`` of the score):
         then None, and the path records ``<stage>-race`` with the lam's estimated
         score (``best``'s plus the mean difference there) and ``z``."""
-        part = at(lam, rows_of, W_prev, None, stage, prefix, n_rounds, ids=first)
+        part = at(lam, rows_of, W_prev, None, stage, prefix, n_rounds, ids=racing)
         yr = raced_rows
 
         def best_terms(Ps: dict) -> tuple[str, np.ndarray]:
@@ -1166,13 +1190,13 @@ def resolve_auto(
         z = float(diff.mean()) / se if se > 0 else 0.0
         if z >= -AUTO_PATH_RACE_Z:
             return at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds,
-                      ids=range(len(first), n_splits), part=part)
+                      ids=rest, part=part)
         est = float(best[1] + diff.mean())
         path.append({"stage": stage + "-race", "lam": lam, "model": prefix + name,
                      "score": est, "z": z})
         if stage == "screen":
             raced[lam] = (part, W_prev, est)
-        tick(len(part.P) * (n_splits - len(first)))
+        tick(len(part.P) * len(rest))
         return None
 
     path: list[dict] = []
@@ -1194,7 +1218,7 @@ def resolve_auto(
         if lam in raced:
             part, W_prev, _ = raced.pop(lam)
             at(lam, lambda tr: tr, W_prev, _given_accuracy(y), "screen", "", 0,
-               ids=range(len(first), n_splits), part=part)
+               ids=rest, part=part)
         return screen_P[lam], screen_W[lam]
 
     # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its

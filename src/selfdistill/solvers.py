@@ -57,7 +57,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import ThreadpoolController
 
 from ._errors import SelfDistillError
@@ -1164,6 +1163,10 @@ def _fit_softmax(
     grad_norm = float(np.linalg.norm(g * gscale))
     converged = status == 0
     if not converged:
+        # scikit-learn's class, so that its filters apply; imported here, where it is
+        # needed: importing sklearn costs 0.75 s of every command's start-up
+        from sklearn.exceptions import ConvergenceWarning
+
         hint = feature_scale_hint(float(np.sqrt(np.sum(s2) / max(N, 1))))
         warnings.warn(
             f"fit_softmax did not converge ({STATUS_MESSAGES[status]}; relative gradient "
