@@ -76,6 +76,12 @@ idle, ``--oracle``, seeds 0 / 1: view 0.3 / 0.4 / 0.5 pruned-sd-3 92.8 / 92.0, 8
 asym 0.4 / cc 0.5 pruned SD at 1e-5 93.1 / 92.9, 93.8 / 93.8, 91.4 / 90.7, F1 97.2 /
 97.1, 96.4 / 96.1, 93.5 / 93.4, 1.05 / 1.02, 1.09 / 1.20, 1.13 / 0.84x find.
 
+Eleventh session (the lam walks race on the last fold; docs/selection.md step 1), same
+machine, idle, seeds 0 / 1, the same choices, accuracies and flags as the tenth: sym 0.5
+/ asym 0.4 / cc 0.5 8.4 / 8.3, 10.3 / 9.4, 9.1 / 9.4 s vs find 9.5 / 9.3, 10.3 / 9.9,
+10.6 / 12.9 s (0.73-1.00x); view 0.3 / 0.4 / 0.5 and idn 0.3 / 0.5 10.8-11.9 s vs find
+18.6-32.6 s (0.37-0.60x).
+
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
 65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle
