@@ -172,10 +172,13 @@ def asym_digits(digits):
     return digits, y
 
 
-def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits):
+def test_auto_prunes_and_beats_the_unpruned_teacher_under_asym_noise(asym_digits,
+                                                                     monkeypatch):
+    import selfdistill.model_selection as MS
     from selfdistill.model_selection import resolve_auto
 
     ds, y = asym_digits
+    monkeypatch.setattr(MS, "_n_threads", lambda n: 2)   # races (fewer CPUs than folds)
     sel = resolve_auto(ds.X_train, y, lams=[1e-4, 1e-3, 1e-2], rounds=2, n_classes=10,
                        seed=0)
     assert sel.pruned and sel.best_model.startswith("pruned-")

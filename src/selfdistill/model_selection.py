@@ -231,9 +231,10 @@ def _stratified_folds(X: np.ndarray, y: np.ndarray, n_splits: int, seed: int) ->
     The folds of scikit-learn's ``StratifiedKFold(n_splits, shuffle=True,
     random_state=seed)``, row for row (a test compares them), without importing
     scikit-learn (a second of every command's start-up): the classes, in order of first
-    appearance, take turns over the folds (fold ``f`` holds the rows at positions ``f,
-    f + n_splits, ...`` of the labels sorted by that order), and each class's fold
-    numbers are shuffled by ``np.random.RandomState(seed)``, one class after the other.
+    appearance, take turns over the folds (fold ``f`` gets as many rows of each class as
+    the positions ``f, f + n_splits, ...`` of the labels sorted by that order hold), and
+    which rows of a class go to which fold is shuffled by ``np.random.RandomState(seed)``,
+    one class after the other.
     Noisy labels leave some classes with fewer rows than folds; stratification then
     spreads what there is, which is all we need (K is fixed by ``n_classes``).
     """
@@ -495,10 +496,10 @@ AUTO_AVG_CONFIDENCE_SHARE = 0.5
 #: full choice on all 24), the synthetic view rows +1.2..+7.0 (they won it).
 AUTO_SD_RACE_Z = 2.0
 #: A lam path's next lam (the screen's and the refine's, step 1 and 3) is first fitted on
-#: the folds of the pool's first turn, and the other folds only when, on those folds'
-#: held-out rows, it does not trail the path's best lam so far by more than this many
-#: paired standard errors (the path stops at the first lam that scores lower, so a clear
-#: loss there ends it; docs/selection.md, "Races").
+#: the last fold, and the other folds only when, on that fold's held-out rows, it does
+#: not trail the path's best lam so far by more than this many paired standard errors
+#: (the path stops at the first lam that scores lower, so a clear loss there ends it;
+#: with as many CPUs as folds there is no race; docs/selection.md, "Races").
 AUTO_PATH_RACE_Z = 2.0
 
 
@@ -886,8 +887,9 @@ def resolve_auto(
        out-of-fold accuracy on the given labels drops or whose self-corrected score
        (:func:`corrected_accuracy` with the noise estimated from its own out-of-fold
        probabilities) drops, and widens past the grid's edges (``AUTO_WIDEN``) when its
-       best is there. Every lam after the first races on the last fold
-       (``AUTO_PATH_RACE_Z``): a clear loss there ends the walk without the other folds.
+       best is there. With fewer CPUs than folds, every lam after the first races on
+       the last fold (``AUTO_PATH_RACE_Z``): a clear loss there ends the walk without
+       the other folds.
     2. **Clean.** The screen's out-of-fold probabilities flag a precise set
        (:func:`~selfdistill.issues.flag_mask` ``rule="cells"``); the screening teacher
        refitted on the folds minus that set gives out-of-fold probabilities whose pooled
@@ -896,7 +898,9 @@ def resolve_auto(
     3. **Refine.** On each fold's training rows minus those rows, the teacher along the
        lam path from the screening lam down to the grid's end (stopping at the first
        drop; ``AUTO_PATH_ROUNDS`` SD rounds walk with it), then SD rounds 1 and 2 at the
-       best lam, each fold's chain continued (the walk races as the screen's). The
+       best lam, each fold's chain continued (the walk races as the screen's, scored
+       by the terms ``T^-1[given, predicted]``; the refine after an SD round won, step
+       5, does not race). The
        unpruned screening teacher stays a
        candidate (clean data: pruning only removes hard rows).
     4. **SD without pruning.** SD rounds 1 and 2 of the unpruned chain at the screened
@@ -1034,8 +1038,12 @@ def resolve_auto(
             for group in ([f for f in ids if f < full], [f for f in ids if f >= full]):
                 if len(group) == 0:
                     continue
+                # a fold fitted alone (a race) takes every CPU, up to 8 (the same row
+                # blocks, so the same numbers: solvers._n_blocks)
+                n = ({group[0]: max(threads[group[0]], min(cpus, 8))} if len(group) == 1
+                     else threads)
                 with ThreadPoolExecutor(min(workers, len(group))) as pool:
-                    yield from pool.map(lambda f: fit_fold(f, threads[f]), group)
+                    yield from pool.map(lambda f, n=n: fit_fold(f, n[f]), group)
 
     shift = class_prior != "given"
 
@@ -1111,7 +1119,8 @@ def resolve_auto(
         improves (at most ``AUTO_WIDEN`` steps each way, inside the lam range).
 
         With ``terms(pred, rows)`` (the score's per-row terms on the held-out ``rows``)
-        every lam after the first races the best so far (:func:`race_step`): a clear
+        and fewer CPUs than folds, every lam after the first races the best so far
+        (:func:`race_step`): a clear
         loss ends the walk (or the widening) without fitting the other folds."""
         g_of = {}
 
@@ -1167,8 +1176,9 @@ def resolve_auto(
     # after two turns of two, so a lam that goes on costs no more than without the race
     racing = [n_splits - 1] if workers < n_splits else []
     rest = [f for f in range(n_splits) if f not in racing]
-    raced_rows = folds[-1][1]
-    raced: dict[float, tuple] = {}   # the screen's lams that lost their race: (fits, W_prev)
+    raced_rows = np.concatenate([folds[f][1] for f in racing]) if racing else None
+    # the screen's lams that lost their race: (fits so far, W_prev, estimated score)
+    raced: dict[float, tuple] = {}
 
     def race_step(lam: float, rows_of: Callable, W_prev: list | None, scorer: Callable,
                   stage: str, prefix: str, n_rounds: int, terms: Callable, best):
@@ -1194,9 +1204,10 @@ def resolve_auto(
         est = float(best[1] + diff.mean())
         path.append({"stage": stage + "-race", "lam": lam, "model": prefix + name,
                      "score": est, "z": z})
-        if stage == "screen":
+        if stage == "screen":   # its other folds may be fitted later (``screened``)
             raced[lam] = (part, W_prev, est)
-        tick(len(part.P) * len(rest))
+        else:
+            tick(len(part.P) * len(rest))
         return None
 
     path: list[dict] = []
@@ -1264,6 +1275,9 @@ def resolve_auto(
     if average_learnable and rounds > 0 and learnable:
         lam_avg = max(below, key=screen_scores.get)
         model = f"pruned-sd-{rounds}"
+        # (a lam that lost its race has its other folds fitted here, before the end)
+        W_avg = np.mean(screened(lam_avg)[1], axis=0)
+        P_flag = flag_P("screen", lam_flag, screened(lam_flag)[0])
         path.append({"stage": "label-averaging", "lam": lam_avg, "model": model,
                      "score": float(screen_scores[lam_avg])})
         if progress is not None:
@@ -1273,9 +1287,7 @@ def resolve_auto(
             lam_screen=lam_screen, screen_scores=screen_scores, scores_by_model={},
             path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
-            teacher_W=np.mean(screened(lam_avg)[1], axis=0), lam_flag=lam_flag,
-            flag_proba=flag_P("screen", lam_flag, screened(lam_flag)[0]),
-            label_averaging=True)
+            teacher_W=W_avg, lam_flag=lam_flag, flag_proba=P_flag, label_averaging=True)
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
     choice_terms = None   # the choice's per-row terms, once ``rescore`` has run
@@ -1442,6 +1454,7 @@ def resolve_auto(
     #    before step 3
     if sd_won or not (lam_flag > lam_best and learnable):
         lam_flag = None
+    P_flag = None if lam_flag is None else flag_P("screen", lam_flag, screened(lam_flag)[0])
     if progress is not None:
         progress(total, total)
     return AutoSelection(
@@ -1450,9 +1463,7 @@ def resolve_auto(
         screen_scores=screen_scores, scores_by_model=by_model, path=path,
         oof_proba=P_best, screen_proba=P_screen, n_splits=n_splits, rule=score,
         seconds=time.perf_counter() - t0, widened=tuple(widened),
-        teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag,
-        flag_proba=None if lam_flag is None else flag_P("screen", lam_flag,
-                                                        screened(lam_flag)[0]))
+        teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag, flag_proba=P_flag)
 
 
 def averaging_round(fits: Sequence, X: np.ndarray,
