@@ -571,9 +571,16 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     ds = Dataset(name="learnable", X_train=X, y_train=given, X_test=X[:50],
                  y_test=given[:50], classes=np.arange(10))
     res = run_pipeline(ds, lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3, pll=False,
-                       fit_intercept=True, class_prior="uniform")
+                       fit_intercept=True, class_prior="uniform", issues=True)
     sel = res.lam_selection
     assert sel["label_averaging"] and res.selected == sel["best_model"]
+    # the noise estimate reads the stiff flagging teacher (AutoSelection.noise_proba),
+    # not the cleaning pass's probabilities the first flags come from
+    from selfdistill.issues import estimate_noise
+
+    (P_stiff,) = res.flag_others
+    assert res.noise_estimate.rate == estimate_noise(P_stiff, given).rate
+    assert res.noise_estimate.rate != estimate_noise(res.oof_proba, given).rate
     conf = sel["confidence"]   # the chain fitted without the stiff teacher's flags
     assert list(conf) == ["pruned-teacher", "pruned-sd-1", "pruned-sd-2", "pruned-sd-3"]
     assert sel["n_left_out"] > 0

@@ -162,7 +162,10 @@ class RunResult:
     issues : LabelIssues or None
         Likely label errors (out-of-fold), when cross-validation ran.
     noise_estimate : NoiseEstimate or None
-        Estimated from the given labels and ``oof_proba`` only.
+        Estimated from the given labels and out-of-fold probabilities only: the stiffest
+        flagging model's (``flag_others[-1]`` when there is one,
+        :meth:`~selfdistill.model_selection.AutoSelection.noise_proba`), else
+        ``oof_proba``'s.
     pll_loss : str
     q : float
     seconds : float
@@ -357,7 +360,7 @@ def run_pipeline(
                     else float(np.mean(1 - np.diag(T_used)[clean])))
     X = ds.X_train if scaling is None else add_intercept(ds.X_train, scaling)
     cv_progress = (lambda d, t: progress("cv", d, t)) if progress else None
-    lam_selection = oof = train_rows = cv_scores = teacher_W = None
+    lam_selection = oof = noise_P = train_rows = cv_scores = teacher_W = None
     flag_others: tuple[np.ndarray, ...] = ()
     if isinstance(lam, str) and lam != "auto":
         raise SelfDistillError(f"lam must be a positive number or 'auto', got {lam!r}")
@@ -377,6 +380,7 @@ def run_pipeline(
         rounds, pll = auto.chain()   # the final chain stops at the chosen model
         teacher_W = auto.teacher_W
         flag_others = auto.flag_probas()[1:]
+        noise_P = auto.noise_proba()
     else:
         lam_value = float(lam)
         if select or issues:
@@ -416,7 +420,7 @@ def run_pipeline(
     found = est = None
     if issues and oof is not None:
         found = find_label_issues(oof, y_given, source="out-of-fold", others=flag_others)
-        est = estimate_noise(oof, y_given)
+        est = estimate_noise(oof if noise_P is None else noise_P, y_given)
     return RunResult(
         dataset=ds.name, n_train=ds.n_train, n_test=ds.n_test, n_classes=K, noise=spec,
         noise_seed=int(noise_seed), noise_kind=kind, rate_requested=float(rate_req),
