@@ -436,7 +436,7 @@ def test_low_memory_stores_nothing_n_by_k(monkeypatch):
         try:
             with pytest.warns(ConvergenceWarning):
                 fit_softmax(X, y, lam=1e-3, max_iter=2, n_classes=K, check_input=False,
-                            low_memory=low_memory)
+                            low_memory=low_memory, n_threads=2)   # buffers per thread
             peaks[low_memory] = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
