@@ -615,7 +615,7 @@ def test_stratified_folds_are_scikit_learns_row_for_row():
     for y in cases:
         X = np.zeros((len(y), 1))
         for n_splits, seed in ((5, 0), (3, 7), (5, 123)):
-            ours = _stratified_folds(X, y, n_splits, seed)
+            ours = _stratified_folds(y, n_splits, seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)   # the least populated class
                 theirs = list(StratifiedKFold(n_splits, shuffle=True,
@@ -625,4 +625,4 @@ def test_stratified_folds_are_scikit_learns_row_for_row():
                 np.testing.assert_array_equal(tr, tr2)
                 np.testing.assert_array_equal(te, te2)
     with pytest.raises(ValueError, match="cannot be greater"):
-        _stratified_folds(np.zeros((4, 1)), np.array([0, 0, 1, 1]), 3, 0)
+        _stratified_folds(np.array([0, 0, 1, 1]), 3, 0)

@@ -403,7 +403,7 @@ def warn_feature_scale(X: np.ndarray, *, stacklevel: int = 2) -> str | None:
     X = np.asarray(X)
     # summed in float64 as it streams (no float64 copy of X: 0.005 s instead of 0.13 s
     # on 18,000 x 384 float32 rows, whose first touch of a copy's pages dominated)
-    sq = float(np.einsum("ij,ij->", X, X, dtype=np.float64)) if X.size else 0.0
+    sq = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
     hint = feature_scale_hint(float(np.sqrt(sq / max(X.shape[0], 1))))
     if hint is not None:
         warnings.warn(hint, UserWarning, stacklevel=stacklevel + 1)

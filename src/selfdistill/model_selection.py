@@ -225,7 +225,7 @@ def select_candidate(correct: np.ndarray, lams: Sequence[float],
     return int(a0), int(b0), scores, stderr  # pragma: no cover
 
 
-def _stratified_folds(X: np.ndarray, y: np.ndarray, n_splits: int, seed: int) -> list:
+def _stratified_folds(y: np.ndarray, n_splits: int, seed: int) -> list:
     """``(train, held-out)`` index pairs of a shuffled stratified K-fold on the given labels.
 
     The folds of scikit-learn's ``StratifiedKFold(n_splits, shuffle=True,
@@ -257,6 +257,33 @@ def _stratified_folds(X: np.ndarray, y: np.ndarray, n_splits: int, seed: int) ->
         fold_of[encoded == k] = folds_k
     rows = np.arange(len(y))
     return [(rows[fold_of != f], rows[fold_of == f]) for f in range(n_splits)]
+
+
+def _paired_race(cur: dict, best: dict,
+                 terms: Callable[[np.ndarray], np.ndarray]) -> tuple[str, str, float, float]:
+    """Two sets of candidates on the same raced rows (each ``{name: probabilities}``):
+    each set's candidate with the best mean per-row ``terms`` of its predictions, the
+    mean difference of those per-row terms (``cur``'s minus ``best``'s) and that mean
+    over its paired standard error (``z``; 0 when the rows do not differ).
+
+    Examples
+    --------
+    >>> a = {"a": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])}
+    >>> b = {"b": np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4]])}
+    >>> hit = lambda pred: (pred == np.array([0, 1, 0])).astype(float)
+    >>> name_a, name_b, diff, z = _paired_race(a, b, hit)
+    >>> name_a, name_b, round(diff, 3), round(z, 2)
+    ('a', 'b', 0.333, 1.22)
+    """
+    def best_of(Ps: dict) -> tuple[str, np.ndarray]:
+        return max(((n, terms(P.argmax(axis=1))) for n, P in Ps.items()),
+                   key=lambda nt: nt[1].mean())
+
+    (name_cur, per_cur), (name_best, per_best) = best_of(cur), best_of(best)
+    diff = per_cur - per_best
+    se = float(diff.std() / np.sqrt(len(diff)))
+    mean = float(diff.mean())
+    return name_cur, name_best, mean, (mean / se if se > 0 else 0.0)
 
 
 def _checked(lams: Sequence[float], **params) -> list[float]:
@@ -345,7 +372,7 @@ def cross_validate_pipeline(
     names = model_names(rounds, pll)
     K, N, d = int(n_classes), X.shape[0], X.shape[1]
     n_splits = int(max(2, min(n_splits, N)))
-    folds = _stratified_folds(X, y, n_splits, seed)
+    folds = _stratified_folds(y, n_splits, seed)
     correct = np.zeros((len(lams), len(names), N), dtype=bool)
     weights = np.zeros((len(lams), len(names), n_splits, K, d))
     total, done = len(lams) * n_splits, 0
@@ -1000,7 +1027,7 @@ def resolve_auto(
     K, N = int(n_classes), X.shape[0]
     counts = np.bincount(y, minlength=K)
     n_splits = int(max(2, min(n_splits, N, counts[counts > 0].min() if counts.any() else 2)))
-    folds = _stratified_folds(X, y, n_splits, seed)
+    folds = _stratified_folds(y, n_splits, seed)
     names = model_names(rounds, pll)
     total = n_splits * (len(grid) * 3 + 2 * min(rounds, AUTO_MAX_ROUNDS))
     done = 0
@@ -1052,10 +1079,12 @@ def resolve_auto(
                     continue
                 # a fold fitted alone (a race) takes every CPU, up to 8 (the same row
                 # blocks, so the same numbers: solvers._n_blocks)
-                n = ({group[0]: max(threads[group[0]], min(cpus, 8))} if len(group) == 1
-                     else threads)
+                lone = len(group) == 1
                 with ThreadPoolExecutor(min(workers, len(group))) as pool:
-                    yield from pool.map(lambda f, n=n: fit_fold(f, n[f]), group)
+                    yield from pool.map(
+                        lambda f, lone=lone: fit_fold(
+                            f, max(threads[f], min(cpus, 8)) if lone else threads[f]),
+                        group)
 
     shift = class_prior != "given"
 
@@ -1179,9 +1208,6 @@ def resolve_auto(
                 best = cur
         return best
 
-    # the folds of the pool's first turn, which race in step 4: all of them when there
-    # are as many CPUs as folds (no race then)
-    first = range(min(n_splits, max(workers, 2)))
     # the lam walks race on the last fold, whatever the CPUs (the same numbers on any
     # machine with fewer CPUs than folds; with as many, every fold is in the first turn
     # and there is no race): with 5 folds on 2 CPUs it is the fold fitted on both CPUs
@@ -1201,19 +1227,13 @@ def resolve_auto(
         score (``best``'s plus the mean difference there) and ``z``."""
         part = at(lam, rows_of, W_prev, None, stage, prefix, n_rounds, ids=racing)
         yr = raced_rows
-
-        def best_terms(Ps: dict) -> tuple[str, np.ndarray]:
-            return max(((n, terms(P[yr].argmax(axis=1), yr)) for n, P in Ps.items()),
-                       key=lambda nt: nt[1].mean())
-
-        (name, per_cur), (_, per_best) = best_terms(part.P), best_terms(best[2])
-        diff = per_cur - per_best
-        se = float(diff.std() / np.sqrt(len(yr)))
-        z = float(diff.mean()) / se if se > 0 else 0.0
+        name, _, diff, z = _paired_race({n: P[yr] for n, P in part.P.items()},
+                                        {n: P[yr] for n, P in best[2].items()},
+                                        lambda pred: terms(pred, yr))
         if z >= -AUTO_PATH_RACE_Z:
             return at(lam, rows_of, W_prev, scorer, stage, prefix, n_rounds,
                       ids=rest, part=part)
-        est = float(best[1] + diff.mean())
+        est = float(best[1] + diff)
         path.append({"stage": stage + "-race", "lam": lam, "model": prefix + name,
                      "score": est, "z": z})
         if stage == "screen":   # its other folds may be fitted later (``screened``)
@@ -1244,6 +1264,11 @@ def resolve_auto(
                ids=rest, part=part)
         return screen_P[lam], screen_W[lam]
 
+    def screen_flags(lam: float) -> np.ndarray:
+        """The screen's teacher at ``lam`` as it flags and as a final model predicts
+        (shifted to ``class_prior``)."""
+        return flag_P("screen", lam, screened(lam)[0])
+
     # 1. screen: the teacher along the lam path, each lam scored by the clean accuracy its
     #    own out-of-fold probabilities imply (their noise estimate), or by accuracy on the
     #    given labels
@@ -1267,7 +1292,7 @@ def resolve_auto(
         keep = ~flag_mask(P_clean_flags, y, rule=AUTO_KEEP_CUT)
     else:
         P_clean, W_clean = P_screen, W_screen
-        P_clean_flags = flag_P("screen", lam_screen, P_screen)
+        P_clean_flags = screen_flags(lam_screen)
     # 6 (decided here). learnable noise: the screen's lam just below the stiff flagging
     # teacher's predicted the given labels better than it. Flags are blind to noise a
     # model can learn (idn F1 0.33-0.38 on BANKING77) and pruning leaves most of it;
@@ -1289,7 +1314,7 @@ def resolve_auto(
         model = f"pruned-sd-{rounds}"
         # (a lam that lost its race has its other folds fitted here, before the end)
         W_avg = np.mean(screened(lam_avg)[1], axis=0)
-        P_flag = flag_P("screen", lam_flag, screened(lam_flag)[0])
+        P_flag = screen_flags(lam_flag)
         path.append({"stage": "label-averaging", "lam": lam_avg, "model": model,
                      "score": float(screen_scores[lam_avg])})
         if progress is not None:
@@ -1313,7 +1338,7 @@ def resolve_auto(
         return corrected_accuracy(pred, y, T_inv)
 
     cands: dict[tuple[float, str], tuple[float, np.ndarray]] = {}
-    P_teacher = flag_P("screen", lam_screen, P_screen)   # as the final model predicts
+    P_teacher = screen_flags(lam_screen)   # as the final model predicts
     cands[(lam_screen, "teacher")] = (score_of(P_teacher), P_teacher)
     path.append({"stage": "choose", "lam": lam_screen, "model": "teacher",
                  "score": cands[(lam_screen, "teacher")][0]})
@@ -1390,16 +1415,9 @@ def resolve_auto(
                  _choice_terms(choice_noise([*others.values(), *sds.values()], yr,
                                             AUTO_CHOOSE_T), yr))
 
-        def best_of(Ps: dict) -> tuple:   # (key, per-row scores) of the best mean score
-            return max(((k, terms(P.argmax(axis=1))) for k, P in Ps.items()),
-                       key=lambda kv: kv[1].mean())
-
-        (sd_name, per_sd), (best, per_best) = best_of(sds), best_of(others)
-        diff = per_sd - per_best
-        se = float(diff.std() / np.sqrt(len(rows)))
-        z = float(diff.mean()) / se if se > 0 else 0.0
+        sd_name, best, diff, z = _paired_race(sds, others, terms)
         return {"model": f"{sd_name} vs {best[1]} at lam {best[0]:g} (z {z:+.1f})",
-                "score": float(diff.mean()), "z": z}
+                "score": diff, "z": z}
 
     def record_choice() -> None:
         """Every candidate's score as the choice sees it, into the path (``choose``)."""
@@ -1423,7 +1441,10 @@ def resolve_auto(
         lam_sd = max(below_screen)
         W_sd = screened(lam_sd)[1]
         W_mean[(lam_sd, False)] = np.mean(W_sd, axis=0)
-        sd_first = first if score == "corrected" else range(n_splits)
+        # the folds of the pool's first turn race (all of them when there are as many
+        # CPUs as folds: no race then)
+        sd_first = range(min(n_splits, max(workers, 2)) if score == "corrected"
+                         else n_splits)
         Pu = at(lam_sd, lambda tr: tr, W_sd, None, "unpruned-sd", "", n_sd,
                 from_round=0, ids=sd_first)
         race = sd_race(Pu.P, np.concatenate([folds[f][1] for f in sd_first]))
@@ -1466,7 +1487,7 @@ def resolve_auto(
     #    before step 3
     if sd_won or not (lam_flag > lam_best and learnable):
         lam_flag = None
-    P_flag = None if lam_flag is None else flag_P("screen", lam_flag, screened(lam_flag)[0])
+    P_flag = None if lam_flag is None else screen_flags(lam_flag)
     if progress is not None:
         progress(total, total)
     return AutoSelection(
