@@ -512,7 +512,8 @@ def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     assert avg.label_averaging and avg.best_model == "pruned-sd-3" and avg.pruned
     assert avg.lam_flag == 1e-3 and avg.lam == 1e-4
     assert avg.lam == max(avg.screen_scores, key=avg.screen_scores.get)
-    assert avg.chain() == (3, False)
+    assert avg.chain() == (3, True)   # the PLL student too: averaging_round may pick it
+    assert resolve_auto(X, given, average_learnable=True, pll=False, **kw).chain() == (3, False)
     rows = avg.final_rows(given)
     np.testing.assert_array_equal(rows, ~flag_mask(avg.flag_proba, given, rule="cells"))
     assert 0 < (~rows).sum() < len(given) // 2
@@ -536,35 +537,52 @@ def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
 
 
 class _Fixed:
-    """A fitted model stand-in whose every row has top probability ``c``."""
+    """A fitted model stand-in whose every row has top probability ``c``, on class
+    ``i % spread`` for row i (predictions spread over ``spread`` of the ``K`` classes)."""
 
-    def __init__(self, name: str, c: float, K: int = 4):
-        self.name, self.c, self.K = name, c, K
+    def __init__(self, name: str, c: float, K: int = 4, spread: int = 4):
+        self.name, self.c, self.K, self.spread = name, c, K, spread
 
     def predict_proba(self, X):
         P = np.full((len(X), self.K), (1 - self.c) / (self.K - 1))
-        P[:, 0] = self.c
+        P[np.arange(len(X)), np.arange(len(X)) % self.spread] = self.c
         return P
 
 
-def test_averaging_round_is_the_last_round_keeping_half_the_confidence():
-    """The last SD round whose mean top probability is at least half the teacher's; the
-    teacher when sd-1 is already below; PLL never counts."""
+def test_averaging_round_is_the_last_round_keeping_the_share_of_the_confidence():
+    """The last SD round whose mean top probability is at least 0.6 of the teacher's; the
+    teacher when sd-1 is already below; PLL never counts as a round."""
     from selfdistill.model_selection import averaging_round
 
-    X = np.zeros((5, 2))
-    chain = [_Fixed("teacher", 0.8), _Fixed("sd-1", 0.6), _Fixed("sd-2", 0.41),
-             _Fixed("sd-3", 0.39), _Fixed("pll", 0.9)]
-    name, conf = averaging_round(chain, X)
+    X = np.zeros((8, 2))
+    chain = [_Fixed("teacher", 0.8), _Fixed("sd-1", 0.6), _Fixed("sd-2", 0.49),
+             _Fixed("sd-3", 0.47)]
+    name, conf, balance = averaging_round(chain, X)
     assert name == "sd-2" and set(conf) == {"teacher", "sd-1", "sd-2", "sd-3"}
-    assert conf["sd-3"] == pytest.approx(0.39)
-    assert averaging_round(chain, X, share=0.3)[0] == "sd-3"
+    assert conf["sd-3"] == pytest.approx(0.47) and balance == {}
+    assert averaging_round(chain, X, share=0.5)[0] == "sd-3"
     assert averaging_round(chain[:2], X, share=0.9)[0] == "teacher"
 
 
+def test_averaging_round_takes_the_pll_student_unless_it_collapses_classes():
+    """The PLL student replaces the picked round when its predictions are spread over the
+    classes at least as evenly (class_balance), not when it stops predicting some."""
+    from selfdistill.model_selection import averaging_round, class_balance
+
+    X = np.zeros((8, 2))
+    chain = [_Fixed("pruned-teacher", 0.8), _Fixed("pruned-sd-1", 0.6)]
+    name, conf, balance = averaging_round(chain + [_Fixed("pruned-pll", 0.7)], X)
+    assert name == "pruned-pll" and "pruned-pll" not in conf
+    assert balance == {"pruned-sd-1": 1.0, "pruned-pll": 1.0}
+    name, _, balance = averaging_round(chain + [_Fixed("pruned-pll", 0.7, spread=2)], X)
+    assert name == "pruned-sd-1" and balance["pruned-pll"] == pytest.approx(0.5)
+    assert class_balance(np.array([0, 0, 0, 1]), 2) == pytest.approx(0.8112781244591328)
+    assert class_balance(np.array([3, 3]), 4) == 0.0
+
+
 def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
-    """Under label averaging run_pipeline reports the round that keeps half the teacher's
-    confidence on the training rows, and records that confidence."""
+    """Under label averaging run_pipeline reports the round that keeps 0.6 of the
+    teacher's confidence on the training rows, and records that confidence."""
     from selfdistill.datasets import Dataset
     from selfdistill.experiments.runner import run_pipeline
 
@@ -587,7 +605,7 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     assert sel["n_left_out"] > 0
     assert all(a > b for a, b in zip(list(conf.values()), list(conf.values())[1:]))
     t = conf["pruned-teacher"]
-    kept = [m for m in conf if m != "pruned-teacher" and conf[m] >= 0.5 * t]
+    kept = [m for m in conf if m != "pruned-teacher" and conf[m] >= 0.6 * t]
     assert res.selected == (kept[-1] if kept else "pruned-teacher")
     from selfdistill import SelfDistillationClassifier
 
@@ -597,6 +615,13 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     assert clf.selected_ == clf.cv_results_["best_model"] == res.selected
     # the same rule on the same chain (fitted to the estimator's own tol)
     assert clf.cv_results_["confidence"] == pytest.approx(conf, rel=1e-3)
+    # with the PLL student (the estimator fits it in auto mode): it is in the final
+    # chain, and it is recommended exactly when it predicts as evenly as the round
+    bal = clf.cv_results_["class_balance"]
+    assert set(bal) == {res.selected, "pruned-pll"}
+    assert [f["name"] for f in clf.history_][-1] == "pruned-pll"
+    assert clf.selected_ == ("pruned-pll" if bal["pruned-pll"] >= bal[res.selected]
+                             else res.selected)
 
 
 def test_stratified_folds_are_scikit_learns_row_for_row():

@@ -127,11 +127,12 @@ def _why(result: RunResult) -> str:
             rule = ("the given labels looked learnable (a flexible model predicted them "
                     "better than scikit-learn's default regularisation), so the "
                     "recommended model is a self-distillation round at the λ that "
-                    "fitted them best (the last one whose outputs keep half the "
-                    "teacher's confidence), without the rows the stiffer teacher flags "
-                    "most surely: it averages the labels of correlated rows, which "
-                    "flags alone cannot clean there (docs/selection.md, &quot;Learnable "
-                    "noise&quot;)")
+                    "fitted them best (the last one whose outputs keep 0.6 of the "
+                    "teacher's confidence; the PLL student instead when its predictions "
+                    "spread over the classes as evenly), without the rows the stiffer "
+                    "teacher flags most surely: it averages the labels of correlated "
+                    "rows, which flags alone cannot clean there (docs/selection.md, "
+                    "&quot;Learnable noise&quot;)")
         return (f"<p><b>{name}</b> at λ={result.lam:g}, chosen from the given labels only "
                 f"({html.escape(str(sel.get('method', '')))}): {rule}.{pruned}</p>")
     cv = {m["name"]: m.get("cv_acc_given") for m in result.models}
