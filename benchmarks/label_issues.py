@@ -193,12 +193,13 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-25, eleventh session: all 26 rows run "
+               "nothing else running (2026-11-25, twelfth session: all 26 rows run "
                "with fit's defaults: intercept of column value 0.3, the uniform class "
                "prior, label averaging for learnable noise, docs/selection.md step 2, the "
                "candidates scored and flagging as the shifted final model predicts, "
                "step 3, the lam walks' races, step 1, and the noise estimate of the "
-               "stiffer teacher when its flags join, section 3); cleanlab's find time itself "
+               "stiffer teacher when its flags join, section 3, and label averaging's round "
+               "or PLL student, step 2); cleanlab's find time itself "
                "varies by up to 30-40% between runs of the same row, ours by about 5%, "
                "so read the seconds as same-row "
                "ratios. The final fits of --lam auto stop at a relative gradient of "

@@ -82,6 +82,13 @@ machine, idle, seeds 0 / 1, the same choices, accuracies and flags as the tenth:
 10.6 / 12.9 s (0.73-1.00x); view 0.3 / 0.4 / 0.5 and idn 0.3 / 0.5 10.8-11.9 s vs find
 18.6-32.6 s (0.37-0.60x).
 
+Twelfth session (label averaging's round keeps 0.6 of the teacher's confidence, and the
+PLL student replaces it when it predicts the classes as evenly: docs/selection.md step 2),
+same machine, idle, ``--oracle``, seeds 0 / 1: view 0.3 / 0.4 / 0.5 pruned-sd-2 92.6 /
+92.2, 89.5 / 88.0, 84.8 / 81.4 (oracle 92.8 / 92.3, 89.6 / 88.7, 84.8 / 83.7); idn 0.3 /
+0.5 88.6 / 87.2, 74.0 / 74.7 (oracle 89.4 / 88.3, 75.8 / 76.8); flags unchanged; PLL
+turned down on all 10; 10.9-11.9 s vs find 16.1-26.8 s (0.42-0.69x).
+
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
 65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle

@@ -1566,12 +1566,11 @@ def averaging_round(fits: Sequence, X: np.ndarray, share: float = AUTO_AVG_CONFI
     for m, c in confidence.items():
         if m != teacher and c >= share * confidence[teacher]:
             name = m
-    balance = {}
-    for m in [m for m in P if chain_of(m)[1]][:1]:
-        balance = {k: class_balance(P[k].argmax(axis=1), P[k].shape[1]) for k in (name, m)}
-        if balance[m] >= balance[name]:
-            name = m
-    return name, confidence, balance
+    pll = next((m for m in P if chain_of(m)[1]), None)
+    if pll is None:
+        return name, confidence, {}
+    balance = {m: class_balance(P[m].argmax(axis=1), P[m].shape[1]) for m in (name, pll)}
+    return (pll if balance[pll] >= balance[name] else name), confidence, balance
 
 
 def class_balance(pred: np.ndarray, n_classes: int) -> float:
