@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
@@ -514,6 +516,10 @@ def test_learnable_noise_is_averaged_by_the_unpruned_sd_chain():
     assert avg.lam == max(avg.screen_scores, key=avg.screen_scores.get)
     assert avg.chain() == (3, True)   # the PLL student too: averaging_round may pick it
     assert resolve_auto(X, given, average_learnable=True, pll=False, **kw).chain() == (3, False)
+    X2, given2 = _learnable_annotator(K=2)   # top-2 of two classes: no PLL student
+    two = resolve_auto(add_intercept(X2, 1.0), given2, average_learnable=True,
+                       **{**kw, "n_classes": 2})
+    assert two.label_averaging and two.chain() == (3, False)
     rows = avg.final_rows(given)
     np.testing.assert_array_equal(rows, ~flag_mask(avg.flag_proba, given, rule="cells"))
     assert 0 < (~rows).sum() < len(given) // 2
@@ -570,7 +576,8 @@ def test_averaging_round_takes_the_pll_student_unless_it_collapses_classes():
     from selfdistill.model_selection import averaging_round, class_balance
 
     X = np.zeros((8, 2))
-    chain = [_Fixed("pruned-teacher", 0.8), _Fixed("pruned-sd-1", 0.6)]
+    # compared with the picked round (sd-1, 4 classes), not the teacher (2 classes)
+    chain = [_Fixed("pruned-teacher", 0.8, spread=2), _Fixed("pruned-sd-1", 0.6)]
     name, conf, balance = averaging_round(chain + [_Fixed("pruned-pll", 0.7)], X)
     assert name == "pruned-pll" and "pruned-pll" not in conf
     assert balance == {"pruned-sd-1": 1.0, "pruned-pll": 1.0}
@@ -617,6 +624,14 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     assert clf.cv_results_["confidence"] == pytest.approx(conf, rel=1e-3)
     # with the PLL student (the estimator fits it in auto mode): it is in the final
     # chain, and it is recommended exactly when it predicts as evenly as the round
+    res_pll = run_pipeline(ds, lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3,
+                           fit_intercept=True, class_prior="uniform")
+    rec = json.loads(json.dumps(res_pll.to_record()))
+    assert [m["name"] for m in rec["models"]][-1] == "pruned-pll"
+    bal_run = rec["lam_selection"]["class_balance"]
+    assert set(bal_run) == {res.selected, "pruned-pll"}
+    assert res_pll.selected == ("pruned-pll" if bal_run["pruned-pll"] >= bal_run[res.selected]
+                                else res.selected)
     bal = clf.cv_results_["class_balance"]
     assert set(bal) == {res.selected, "pruned-pll"}
     assert [f["name"] for f in clf.history_][-1] == "pruned-pll"

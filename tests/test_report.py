@@ -281,7 +281,10 @@ def test_fit_report_explains_label_averaging_and_the_class_prior():
     res = SimpleNamespace(lam_selection=sel, selected="sd-4", lam=1e-5, models=[])
     why = _why(res)
     assert "looked learnable" in why and "corrected text" not in why and "sd-4" in why
-    assert "keep 0.6 of the teacher's confidence" in why
+    assert "keep 0.6 of the teacher's confidence" in why and "a self-distillation round" in why
+    res_pll = SimpleNamespace(lam_selection=sel, selected="pruned-pll", lam=1e-5, models=[])
+    why_pll = _why(res_pll)
+    assert "PLL student, whose predictions spread" in why_pll and "pruned-pll" in why_pll
     y = np.array([0, 0, 0, 1, 2, 2])
     uni = SimpleNamespace(class_prior="uniform", y_given=y, n_classes=3)
     assert "balanced" in _prior_note(uni) and "1-3 rows a class" in _prior_note(uni)

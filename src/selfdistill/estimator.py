@@ -137,7 +137,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         One record per model fitted on all rows
         (:meth:`~selfdistill.distill.NamedFit.to_dict`: name, objective, iterations,
         nfev, seconds, converged, status, ...). With ``mode="auto"`` only the chain up to
-        the chosen model is refitted; ``cv_results_`` scores every candidate.
+        the chosen model is refitted (under label averaging the whole chain and its PLL
+        student, from which the model is picked); ``cv_results_`` scores every candidate.
     label_issues_ : ndarray of int
         Training rows whose given label disagrees with the predicting model, most
         confident first (see :mod:`selfdistill.issues`). With ``lam="auto"`` or

@@ -66,7 +66,7 @@ import numpy as np
 
 from ._errors import SelfDistillError
 from ._validation import LAM, check_lam, check_params
-from .distill import _self_distill, chain_of, model_names
+from .distill import _self_distill, chain_of, model_names, pll_applies
 from .losses import softmax
 from .prior import adjust_prior
 from .solvers import SpectralBasis, _n_threads, _single_blas
@@ -595,8 +595,8 @@ class AutoSelection:
         Whether step 6 stopped the procedure after the cleaning pass and recommended the
         chain at ``lam`` on the rows the stiff teacher at ``lam_flag`` does not flag
         (:meth:`final_rows`; ``average_learnable``; ``best_model`` is its last SD round,
-        ``pruned-sd-t``, and the caller picks the round from the fitted chain with
-        :func:`averaging_round`); ``oof_proba`` is then
+        ``pruned-sd-t``, and the caller picks the round, or the PLL student, from the
+        fitted chain with :func:`averaging_round`); ``oof_proba`` is then
         the cleaning pass's (the label issues' evidence), and no candidate was scored.
     pll : bool
         Under label averaging, whether the final chain also fits the PLL student (the
@@ -972,7 +972,7 @@ def resolve_auto(
        stops after step 2 and recommends the chain at the screened lam that predicted
        the given labels best, fitted without that stiffer teacher's precise per-cell set
        (:meth:`AutoSelection.final_rows`), up to the round :func:`averaging_round` picks
-       from the fitted chain (its label issues: the
+       from the fitted chain, or that chain's PLL student (its label issues: the
        cleaning pass's and that stiffer teacher's; docs/selection.md, "Learnable noise:
        label averaging"); without it, when the chosen model is more flexible than
        ``lam_flag``, the stiffer teacher's flags join the chosen candidate's.
@@ -1335,7 +1335,7 @@ def resolve_auto(
             path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
             teacher_W=W_avg, lam_flag=lam_flag, flag_proba=P_flag, label_averaging=True,
-            pll=bool(pll))
+            pll=bool(pll) and pll_applies(K))   # top-2 of 2 classes: no label
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
     choice_terms = None   # the choice's per-row terms, once ``rescore`` has run

@@ -17,6 +17,7 @@ import numpy as np
 
 from .._plotting import pyplot as _plt
 from .._plotting import savefig
+from ..distill import chain_of
 from ..inputs import TrainingInput
 from .outputs import relabel_rows
 from .report import write_report
@@ -124,15 +125,19 @@ def _why(result: RunResult) -> str:
         pruned = (f" It is fitted without the {n_out} rows {by}." if sel.get("pruned")
                   else "")
         if sel.get("label_averaging"):
+            how = ("the chain's PLL student, whose predictions spread over the classes "
+                   "at least as evenly as its self-distillation round's (the last one "
+                   "keeping 0.6 of the teacher's confidence)"
+                   if chain_of(result.selected)[1] else
+                   "a self-distillation round (the last one whose outputs keep 0.6 of "
+                   "the teacher's confidence; the chain's PLL student was less even "
+                   "over the classes, or not fitted)")
             rule = ("the given labels looked learnable (a flexible model predicted them "
                     "better than scikit-learn's default regularisation), so the "
-                    "recommended model is a self-distillation round at the λ that "
-                    "fitted them best (the last one whose outputs keep 0.6 of the "
-                    "teacher's confidence; the PLL student instead when its predictions "
-                    "spread over the classes as evenly), without the rows the stiffer "
-                    "teacher flags most surely: it averages the labels of correlated "
-                    "rows, which flags alone cannot clean there (docs/selection.md, "
-                    "&quot;Learnable noise&quot;)")
+                    f"recommended model is {how}, at the λ that fitted them best, "
+                    "without the rows the stiffer teacher flags most surely: the rounds "
+                    "average the labels of correlated rows, which flags alone cannot "
+                    "clean there (docs/selection.md, &quot;Learnable noise&quot;)")
         return (f"<p><b>{name}</b> at λ={result.lam:g}, chosen from the given labels only "
                 f"({html.escape(str(sel.get('method', '')))}): {rule}.{pruned}</p>")
     cv = {m["name"]: m.get("cv_acc_given") for m in result.models}
