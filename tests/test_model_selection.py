@@ -1,8 +1,7 @@
 """Choosing lam and the model from noisy labels only (selfdistill.model_selection)."""
 
-from dataclasses import replace
-
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
