@@ -1559,17 +1559,21 @@ def averaging_round(fits: Sequence, X: np.ndarray, share: float = AUTO_AVG_CONFI
     >>> averaging_round(fits, X, share=0.95)[0], averaging_round(fits, X, share=0.5)[0]
     ('sd-1', 'sd-3')
     """
-    P = {f.name: f.predict_proba(X) for f in fits}
-    confidence = {m: float(p.max(axis=1).mean()) for m, p in P.items()
-                  if not chain_of(m)[1]}   # the PLL student is not a round
+    confidence, pred, pll = {}, {}, None
+    for f in fits:   # one model's (N, K) probabilities at a time; kept: its predictions
+        P = f.predict_proba(X)
+        K, pred[f.name] = P.shape[1], P.argmax(axis=1)
+        if chain_of(f.name)[1]:   # the PLL student is not a round
+            pll = pll or f.name
+        else:
+            confidence[f.name] = float(P.max(axis=1).mean())
     name = teacher = next(iter(confidence))
     for m, c in confidence.items():
         if m != teacher and c >= share * confidence[teacher]:
             name = m
-    pll = next((m for m in P if chain_of(m)[1]), None)
     if pll is None:
         return name, confidence, {}
-    balance = {m: class_balance(P[m].argmax(axis=1), P[m].shape[1]) for m in (name, pll)}
+    balance = {m: class_balance(pred[m], K) for m in (name, pll)}
     return (pll if balance[pll] >= balance[name] else name), confidence, balance
 
 

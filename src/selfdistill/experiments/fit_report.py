@@ -19,6 +19,7 @@ from .._plotting import pyplot as _plt
 from .._plotting import savefig
 from ..distill import chain_of
 from ..inputs import TrainingInput
+from ..model_selection import AUTO_AVG_CONFIDENCE_SHARE
 from .outputs import relabel_rows
 from .report import write_report
 from .runner import RunResult
@@ -125,12 +126,13 @@ def _why(result: RunResult) -> str:
         pruned = (f" It is fitted without the {n_out} rows {by}." if sel.get("pruned")
                   else "")
         if sel.get("label_averaging"):
+            share = f"{AUTO_AVG_CONFIDENCE_SHARE:g}"
             how = ("the chain's PLL student, whose predictions spread over the classes "
                    "at least as evenly as its self-distillation round's (the last one "
-                   "keeping 0.6 of the teacher's confidence)"
+                   f"keeping {share} of the teacher's confidence)"
                    if chain_of(result.selected)[1] else
-                   "a self-distillation round (the last one whose outputs keep 0.6 of "
-                   "the teacher's confidence; the chain's PLL student was less even "
+                   f"a self-distillation round (the last one whose outputs keep {share} "
+                   "of the teacher's confidence; the chain's PLL student was less even "
                    "over the classes, or not fitted)")
             rule = ("the given labels looked learnable (a flexible model predicted them "
                     "better than scikit-learn's default regularisation), so the "
