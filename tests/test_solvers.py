@@ -579,3 +579,51 @@ def test_trial_buffers_are_reused_and_stay_few(digits, monkeypatch):
         W_new, info_new = fit_softmax(X, y, lam=lam, q=q)
         assert info_new.objective == info.objective
         np.testing.assert_array_equal(W_new, W)
+
+
+@pytest.mark.parametrize("case", ["labels", "soft", "gce"])
+def test_first_point_exact_when_cold_float32_when_warm(digits, case):
+    """The solver's first point: at C = 0 (a cold start) the exact refresh's numbers
+    without a product with the features (the gradient at zero is the one g0 measures);
+    elsewhere (a warm start) float32 products, within float32 rounding of the exact
+    ones and marked inexact, so that an exact refresh precedes any convergence."""
+    X, y = digits.X_train, digits.y_train
+    K, q = 10, (0.7 if case == "gce" else 0.0)
+    T = {"labels": y, "soft": 0.8 * one_hot(y, K) + 0.02, "gce": one_hot(y, K)}[case]
+    basis = SpectralBasis.from_features(X)
+    D = solvers._preconditioner(basis.s2, X.shape[0], K, 1e-3)
+    ops = solvers._NumpyOps(basis.XV, 1.0 / np.sqrt(D), T, q, None, 3, K)
+    _, dZ0 = logit_loss_grad(np.zeros((X.shape[0], K)), one_hot(y, K) if case == "labels"
+                             else T, q)
+    np.testing.assert_allclose(ops.data_gradient_at_zero(), dZ0.T @ basis.XV, rtol=1e-12,
+                               atol=1e-14)
+    rng = np.random.default_rng(0)
+    for C, exact, rtol in [(np.zeros((K, basis.XV.shape[1])), True, 1e-12),
+                           (0.3 * rng.standard_normal((K, basis.XV.shape[1])), False, 1e-5)]:
+        Z, value, dZ, GD, fresh = ops.start(C)
+        Zr, value_r, dZr, GDr = ops.refresh(C)
+        assert fresh is exact
+        assert value == pytest.approx(value_r, rel=rtol)
+        assert np.linalg.norm(GD - GDr) <= rtol * np.linalg.norm(GDr)
+        assert np.abs(Z.Z - Zr.Z).max() <= rtol * max(1.0, np.abs(Zr.Z).max())
+        np.testing.assert_allclose(dZ, dZr, atol=rtol)
+
+
+def test_loose_tolerance_declares_convergence_without_the_exact_refresh(digits,
+                                                                         monkeypatch):
+    """From LOOSE_TOL up the stop is declared on the float32-updated gradient: the same
+    weights, one evaluation fewer and no exact refresh at all after a cold start; the
+    reported gradient norm is the exact one's to float32 drift."""
+    X, y = digits.X_train, digits.y_train
+    refreshes = []
+    real = solvers._NumpyOps.refresh
+    monkeypatch.setattr(solvers._NumpyOps, "refresh",
+                        lambda self, C: refreshes.append(1) or real(self, C))
+    W, info = fit_softmax(X, y, lam=1e-4, tol=3e-3)
+    assert info.converged and info.iterations > 3 and refreshes == []
+    monkeypatch.setattr(solvers, "LOOSE_TOL", 1.0)   # the exact stop at this tol
+    W_exact, info_exact = fit_softmax(X, y, lam=1e-4, tol=3e-3)
+    assert len(refreshes) == 1 and info_exact.nfev == info.nfev + 1
+    np.testing.assert_array_equal(W, W_exact)
+    assert info.grad_norm == pytest.approx(info_exact.grad_norm, rel=1e-4)
+    assert info.objective == pytest.approx(info_exact.objective, rel=1e-6)

@@ -97,6 +97,10 @@ class TorchOps:
         diff = (dZ_new - dZ_old).to(self.torch.float32)
         return (diff.T @ self.Xs32).to(self.torch.float64).cpu().numpy()
 
+    def start(self, C: np.ndarray):
+        """The solver's first point: :meth:`refresh` (exact)."""
+        return (*self.refresh(C), True)
+
     def refresh(self, C: np.ndarray):
         """Exact float64 ``Z``, data value, ``dZ`` and data gradient at ``C``."""
         B = self.torch.as_tensor(C * self.dinv_np, dtype=self.torch.float64,
