@@ -283,7 +283,7 @@ class _NumpyOps:
     accumulators. The rounding error of each update is relative to the update, not to
     ``Z`` or ``G``, so the float32 speed costs no accuracy near the optimum; a full
     float64 recomputation (:meth:`refresh`) removes any drift before convergence is
-    declared. The logit gradients ``dZ`` it hands out are N times the gradient in the
+    declared (below :data:`LOOSE_TOL`). The logit gradients ``dZ`` it hands out are N times the gradient in the
     logits (the division by N is done on the small sums, not on N x K arrays), and the
     logits travel with their row log-sum-exp (:class:`_Logits`).
 
@@ -304,6 +304,7 @@ class _NumpyOps:
         self.blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self._free: list[tuple[_Logits, np.ndarray]] = []  # see release()
         self._Zd: np.ndarray | None = None  # see direction_trial()
+        self._at_zero: np.ndarray | None = None  # see data_gradient_at_zero()
         self.Xs32 = np.empty(XV.shape, dtype=np.float32)
         self._map(lambda sl: np.multiply(XV[sl], dinv_sqrt, out=self.Xs32[sl],
                                          casting="same_kind"))
