@@ -89,6 +89,13 @@ same machine, idle, ``--oracle``, seeds 0 / 1: view 0.3 / 0.4 / 0.5 pruned-sd-2 
 0.5 88.6 / 87.2, 74.0 / 74.7 (oracle 89.4 / 88.3, 75.8 / 76.8); flags unchanged; PLL
 turned down on all 10; 10.9-11.9 s vs find 16.1-26.8 s (0.42-0.69x).
 
+Thirteenth session (the solver's first point without float64 products with the features,
+and no exact refresh before its stop at auto's tol 3e-3: docs/performance.md), same
+machine, idle, seeds 0 / 1, the same choices, accuracies and flags on all 16 rows: sym
+0.5 / asym 0.4 / cc 0.5 7.0 / 6.5, 8.0 / 7.5, 7.6 / 7.5 s vs find 10.0 / 10.1, 10.1 /
+11.2, 10.1 / 13.8 s (0.54-0.79x); view and idn 10.7-12.0 s vs find 18.4-32.1 s
+(0.37-0.59x).
+
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
 65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle
