@@ -283,9 +283,10 @@ class _NumpyOps:
     accumulators. The rounding error of each update is relative to the update, not to
     ``Z`` or ``G``, so the float32 speed costs no accuracy near the optimum; a full
     float64 recomputation (:meth:`refresh`) removes any drift before convergence is
-    declared (below :data:`LOOSE_TOL`). The logit gradients ``dZ`` it hands out are N times the gradient in the
-    logits (the division by N is done on the small sums, not on N x K arrays), and the
-    logits travel with their row log-sum-exp (:class:`_Logits`).
+    declared (below :data:`LOOSE_TOL`). The logit gradients ``dZ`` it hands out are N
+    times the gradient in the logits (the division by N is done on the small sums, not
+    on N x K arrays), and the logits travel with their row log-sum-exp
+    (:class:`_Logits`).
 
     Everything N x K is row-separable, so rows are split into blocks handled by a pool
     of ``n_threads`` Python threads (numpy and single-threaded BLAS release the GIL).
