@@ -627,3 +627,18 @@ def test_loose_tolerance_declares_convergence_without_the_exact_refresh(digits,
     np.testing.assert_array_equal(W, W_exact)
     assert info.grad_norm == pytest.approx(info_exact.grad_norm, rel=1e-4)
     assert info.objective == pytest.approx(info_exact.objective, rel=1e-6)
+
+
+def test_torch_keeps_the_exact_stop_at_loose_tolerance(digits, monkeypatch):
+    """The loose stop is the stored numpy path's alone (torch may run its float32
+    products in TF32): torch refreshes exactly at the start and before converging."""
+    pytest.importorskip("torch")
+    from selfdistill._torch_backend import TorchOps
+
+    refreshes = []
+    real = TorchOps.refresh
+    monkeypatch.setattr(TorchOps, "refresh",
+                        lambda self, C: refreshes.append(1) or real(self, C))
+    _, info = fit_softmax(digits.X_train, digits.y_train, lam=1e-4, tol=3e-3,
+                          backend="torch", device="cpu")
+    assert info.converged and info.iterations > 3 and len(refreshes) == 2
