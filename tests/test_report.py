@@ -290,3 +290,25 @@ def test_fit_report_explains_label_averaging_and_the_class_prior():
     assert "balanced" in _prior_note(uni) and "1-3 rows a class" in _prior_note(uni)
     given = SimpleNamespace(class_prior="given", y_given=y, n_classes=3)
     assert "balanced" not in _prior_note(given)
+
+
+def test_noise_estimate_caveat_only_under_label_averaging():
+    """The noise estimate carries a caveat exactly when label averaging fired: the CLI's
+    noise table title and the report's 'Estimated noise' paragraph both show it."""
+    from types import SimpleNamespace
+
+    from selfdistill.cli.fit import noise_table
+    from selfdistill.experiments.runner import RunResult
+    from selfdistill.issues import estimate_noise
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    P = np.eye(3)[[0, 1, 1, 1, 2, 0]] * 0.8 + 0.2 / 3
+    est = estimate_noise(P, y)
+    for sel, expected in [({"label_averaging": True}, True),
+                          ({"label_averaging": False}, False), (None, False)]:
+        res = SimpleNamespace(lam_selection=sel, noise_estimate=est, noise_kind="none")
+        caveat = RunResult.noise_estimate_caveat.fget(res)
+        assert (caveat is not None) is expected
+        res.noise_estimate_caveat = caveat
+        title = str(noise_table(res, ["a", "b", "c"]).title)
+        assert ("mostly low" in title) is expected

@@ -56,6 +56,8 @@ def noise_table(result, classes, top: int = 5) -> Table:
              f"{est.n_issues} wrong labels")
     if result.noise_kind != "none":
         title += f"; realised {result.realized_rate:.3f}"
+    if result.noise_estimate_caveat:
+        title += f"; {result.noise_estimate_caveat}"
     table = Table(title=title, title_justify="left")
     for col in ("true class (estimated)", "given as", "share of rows %"):
         table.add_column(col, justify="right" if col.startswith("share") else "left")

@@ -234,7 +234,9 @@ def write_fit_report(out_dir: str | Path, result: RunResult, training: TrainingI
             "heading": "Estimated noise",
             "html": (f"<p>About <b>{100 * est.rate:.1f}%</b> of the training labels look wrong "
                      f"({est.n_issues} of {ds.n_train} rows), estimated from the given labels "
-                     f"and out-of-fold probabilities ({html.escape(est.method)}).</p>"),
+                     f"and out-of-fold probabilities ({html.escape(est.method)})."
+                     + (f" It is {html.escape(result.noise_estimate_caveat)}."
+                        if result.noise_estimate_caveat else "") + "</p>"),
             "figure": (plot_class_noise(names, per, out / "class_noise.png"),
                        "Estimated share of wrong labels per given class"),
         })

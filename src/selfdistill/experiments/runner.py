@@ -227,6 +227,23 @@ class RunResult:
         """The recommended model."""
         return self.fit_named(self.selected)
 
+    @property
+    def noise_estimate_caveat(self) -> str | None:
+        """How far to trust :attr:`noise_estimate`, when label averaging fired (the
+        given labels looked learnable); None otherwise.
+
+        The estimate counts the labels the out-of-fold models disagree with, and a model
+        learns part of an annotator's systematic mistakes. On BANKING77 it read 0.10,
+        0.18, 0.23 and 0.37 for realised rates 0.20, 0.40 (idn) and 0.30, 0.50 (text
+        annotator); on the synthetic 150-class set 0.31 and 0.46 for idn 0.3 and 0.5,
+        but 0.35-0.60 for an annotator that sees another view of the rows at 0.3-0.5
+        (docs/selection.md, section 3, "Which model estimates the noise").
+        """
+        if not (self.lam_selection or {}).get("label_averaging"):
+            return None
+        return ("rough, mostly low: the labels look learnable, and models learn part of "
+                "such noise (BANKING77 idn 0.4 read 0.18 for 0.40 realised)")
+
     def to_record(self) -> dict[str, Any]:
         """The spec.md ``fit --json`` record (plain JSON types)."""
         rec: dict[str, Any] = {
