@@ -364,6 +364,7 @@ def test_fit_lam_auto_reports_the_noise_estimate_and_out_of_fold_flags(capsys, t
     est = rec["noise_estimate"]
     assert est["method"] == "confident-joint" and len(est["T"]) == 10
     assert abs(est["rate"] - rec["noise"]["realized_rate"]) < 0.1
+    assert est["caveat"] is None   # asym: no label averaging, nothing to warn of
     assert rec["label_issues_source"] == "out-of-fold"
     assert rec["n_label_issues"] == len(issues.read_text().splitlines()) - 1 > 0
     assert rec["selected"] in {m["name"] for m in rec["models"]}

@@ -599,6 +599,8 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
                        fit_intercept=True, class_prior="uniform", issues=True)
     sel = res.lam_selection
     assert sel["label_averaging"] and res.selected == sel["best_model"]
+    # the JSON record says the estimate is rough under label averaging
+    assert "mostly low" in res.to_record()["noise_estimate"]["caveat"]
     # the noise estimate reads the stiff flagging teacher (AutoSelection.noise_proba),
     # not the cleaning pass's probabilities the first flags come from
     from selfdistill.issues import estimate_noise

@@ -270,7 +270,8 @@ class RunResult:
             "seconds": self.seconds,
         }
         if self.noise_estimate is not None:
-            rec["noise_estimate"] = self.noise_estimate.to_dict()
+            rec["noise_estimate"] = {**self.noise_estimate.to_dict(),
+                                     "caveat": self.noise_estimate_caveat}
         if self.issues is not None:
             rec["n_label_issues"] = len(self.issues)
             rec["label_issues_source"] = self.issues.source
