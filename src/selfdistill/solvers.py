@@ -517,9 +517,10 @@ def _target_rows(T: np.ndarray, sl: slice, K: int) -> np.ndarray:
 _STREAM_BLOCK_ELEMENTS = 1 << 21
 
 #: From this ``tol`` up, the stored numpy path declares convergence on the gradient it
-#: keeps up to date with float32 differences, without the exact float64 recomputation (two float64
-#: products with the features, ~15 % of a warm fit at tol 3e-3; ``FitResult``'s
-#: ``objective`` and ``grad_norm`` are then the updated ones). That gradient's drift
+#: keeps up to date with float32 differences, without the exact float64 recomputation
+#: (two float64 products with the features, ~15 % of a warm fit at tol 3e-3;
+#: ``FitResult``'s ``objective`` and ``grad_norm`` are then the updated ones; torch and
+#: the streaming path keep the recomputation). That gradient's drift
 #: was at most 7.4e-5 of the threshold ``tol * g0`` over 102 fits at tol 3e-3 (auto
 #: selection on the 150-class synthetic set, sym 0.5, asym 0.4, view 0.4, idn 0.4), and
 #: up to 1.4e-2 of it at tol 1e-4, where the recomputation stays.
