@@ -443,8 +443,8 @@ class _NumpyOps:
         trials' is; from it up it stays (a bias of 2-4e-5 of the threshold measured at
         tol 3e-3, N = 50,000, K = 100), as the trials' drift does.
         """
-        Z, dZ = self._take()
         if self._at_zero is not None and not np.any(C):
+            Z, dZ = self._take()
             Z.Z[...] = 0.0
 
             def work0(sl):
@@ -454,35 +454,35 @@ class _NumpyOps:
 
             value = sum(self._map(work0)) / self.N
             return Z, value, dZ, self._at_zero * self.dinv_sqrt, True
-        c32 = np.ascontiguousarray(C, dtype=np.float32).T
-        parts = np.empty((len(self.blocks),) + C.shape)
-
-        def work(b, sl):
-            Z.Z[sl] = self.Xs32[sl] @ c32
-            v, _ = logit_loss_grad(Z.Z[sl], self.T[sl], self.q, n_total=1, out=dZ[sl],
-                                   lse=Z.lse[sl])
-            parts[b] = dZ[sl].astype(np.float32).T @ self.Xs32[sl]
-            return v
-
-        value = sum(self._map_indexed(work)) / self.N
-        return Z, value, dZ, parts.sum(axis=0) * (1.0 / self.N), False
+        return (*self._evaluate(C, exact=False), False)
 
     def refresh(self, C: np.ndarray) -> tuple[_Logits, float, np.ndarray, np.ndarray]:
         """Exact float64 ``Z`` (with its row log-sum-exp), data value, ``dZ`` (N times the
         logit gradient, as a trial's) and data gradient ``dZ^T Xs / N`` at ``C``."""
-        Bt = (C * self.dinv_sqrt).T
+        return self._evaluate(C, exact=True)
+
+    def _evaluate(self, C: np.ndarray, exact: bool
+                  ) -> tuple[_Logits, float, np.ndarray, np.ndarray]:
+        """:meth:`refresh`'s outputs at ``C`` from float64 products with XV (``exact``)
+        or from float32 products with Xs (a warm :meth:`start`)."""
+        if exact:
+            A, Bt = self.XV, (C * self.dinv_sqrt).T
+            dtype, scale = np.float64, self.dinv_sqrt / self.N
+        else:   # Xs C^T = XV (C D^-1/2)^T; dZ^T Xs is already in C's coordinates
+            A, Bt = self.Xs32, np.ascontiguousarray(C, dtype=np.float32).T
+            dtype, scale = np.float32, 1.0 / self.N
         Z, dZ = self._take()
         parts = np.empty((len(self.blocks),) + C.shape)
 
         def work(b, sl):
-            Z.Z[sl] = self.XV[sl] @ Bt
+            Z.Z[sl] = A[sl] @ Bt
             v, _ = logit_loss_grad(Z.Z[sl], self.T[sl], self.q, n_total=1, out=dZ[sl],
                                    lse=Z.lse[sl])
-            parts[b] = dZ[sl].T @ self.XV[sl]
+            parts[b] = dZ[sl].astype(dtype, copy=False).T @ A[sl]
             return v
 
         value = sum(self._map_indexed(work)) / self.N
-        return Z, value, dZ, parts.sum(axis=0) * (self.dinv_sqrt / self.N)  # block order
+        return Z, value, dZ, parts.sum(axis=0) * scale  # block order
 
 
 @dataclass
