@@ -203,7 +203,7 @@ TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab
                "varies by up to 30-40% between runs of the same row, ours by about 5%, "
                "so read the seconds as same-row "
                "ratios. The final fits of --lam auto stop at a relative gradient of "
-               "1e-4.")
+               "1e-3.")
 
 NOTES = """
 Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (model

@@ -330,7 +330,7 @@ def run_pipeline(
         Iteration cap of each final fit.
     tol : float, optional
         Tolerance of the final fits: by default 1e-6, or
-        :data:`~selfdistill.model_selection.AUTO_FINAL_TOL` (1e-4) with ``lam="auto"``.
+        :data:`~selfdistill.model_selection.AUTO_FINAL_TOL` (1e-3) with ``lam="auto"``.
     basis : SpectralBasis, optional
         Precomputed basis of the fitted features, ``ds.X_train`` (with the intercept's
         column when ``fit_intercept``), reused across grid points.
