@@ -96,6 +96,12 @@ machine, idle, seeds 0 / 1, the same choices, accuracies and flags on all 16 row
 11.2, 10.1 / 13.8 s (0.54-0.79x); view and idn 10.7-12.0 s vs find 18.4-32.1 s
 (0.37-0.59x).
 
+Fourteenth session (the final fits at tol 1e-3), same machine, idle, seeds 0 / 1: the
+same choices and flags on all 16 rows, accuracy within 0.2 (cc 0.5 seed 0 91.4 -> 91.2);
+sym 0.5 / asym 0.4 / cc 0.5 6.9 / 6.2, 7.3 / 7.1, 7.4 / 7.0 s vs find 9.2 / 10.2, 10.3 /
+11.2, 11.2 / 13.0 s (0.54-0.75x); view and idn 9.2-10.9 s vs find 17.9-30.0 s
+(0.35-0.56x).
+
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
 65.8 / 65.0, 20.6 / 17.0 s vs find 27.1 / 24.9 s; view 0.5 selected 64.5 / 62.9 (oracle

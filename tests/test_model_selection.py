@@ -616,7 +616,6 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     kept = [m for m in conf if m != "pruned-teacher" and conf[m] >= 0.6 * t]
     assert res.selected == (kept[-1] if kept else "pruned-teacher")
     from selfdistill import SelfDistillationClassifier
-
     from selfdistill.model_selection import AUTO_FINAL_TOL
 
     clf = SelfDistillationClassifier(lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3,
