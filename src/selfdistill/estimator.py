@@ -62,7 +62,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
     ----------
     lam : float in [1e-12, 1e4] or "auto", default=1e-5
         L2 strength. ``"auto"`` with ``mode="auto"`` runs the procedure of ``selfdistill
-        fit --lam auto`` (:func:`~selfdistill.model_selection.resolve_auto`: 5-fold
+        fit --lam auto`` (:func:`~selfdistill.model_selection.resolve_auto`: 4-fold
         screen, clean, refine, choose by the noise-corrected score; the chosen model may be
         fitted without the rows flagged as mislabelled, ``selected_`` then starts with
         ``"pruned-"``); with another ``mode``, lam is picked from ``lam_grid`` by
