@@ -6,7 +6,7 @@ On the bundled BANKING77 embeddings (N = 10003, K = 77, d = 384), for each noise
 * **ours**: exactly what ``selfdistill fit data.npz --lam auto --issues out.csv`` runs
   with its defaults, :func:`selfdistill.experiments.runner.run_pipeline` with
   ``lam="auto"``, ``issues=True``, ``fit_intercept=True`` and ``class_prior="uniform"``
-  (5-fold screen, prune, refine, choose; final fits, whose intercept is then shifted to a
+  (4-fold screen, prune, refine, choose; final fits, whose intercept is then shifted to a
   uniform class prior, :mod:`selfdistill.prior`; flags and noise estimate from
   out-of-fold probabilities). Seconds = the whole call. ``given_prior_acc`` is the
   selected model's test accuracy without the shift (``--class-prior given``).
@@ -193,13 +193,13 @@ def pct(v) -> str:
 
 #: How the seconds were taken (edit after an idle re-timing; ``--render`` rewrites the page)
 TIMING_NOTE = ("Each row's timings were taken in one process, ours then cleanlab's, with "
-               "nothing else running (2026-11-25, twelfth session: all 26 rows run "
+               "nothing else running (2026-11-25, fourteenth session: all 26 rows run "
                "with fit's defaults: intercept of column value 0.3, the uniform class "
                "prior, label averaging for learnable noise, docs/selection.md step 2, the "
                "candidates scored and flagging as the shifted final model predicts, "
                "step 3, the lam walks' races, step 1, and the noise estimate of the "
                "stiffer teacher when its flags join, section 3, and label averaging's round "
-               "or PLL student, step 2); cleanlab's find time itself "
+               "or PLL student, step 2, four folds, section 2); cleanlab's find time itself "
                "varies by up to 30-40% between runs of the same row, ours by about 5%, "
                "so read the seconds as same-row "
                "ratios. The final fits of --lam auto stop at a relative gradient of "
@@ -210,7 +210,7 @@ Columns: *selected* is what `fit --lam auto` chose from the noisy labels alone (
 `pruned-…` = fitted without the flagged rows). *est / real* is the estimated
 noise rate (`noise_estimate.rate`, from the given labels only) against the realised one.
 P / R / F1 (%) are for the flagged rows against the truly corrupted ones: *ours* from the
-chosen candidate's 5-fold out-of-fold probabilities, each fold's model shifted to the
+chosen candidate's 4-fold out-of-fold probabilities, each fold's model shifted to the
 uniform class prior as the final model is (the confident joint's count of rows,
 highest probability of a wrong label under the estimated noise first), united with those
 of the screen's teacher at the lam shown as *+flags lam* when the chosen model is more

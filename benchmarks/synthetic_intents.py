@@ -101,6 +101,11 @@ same choices and flags on all 16 rows, accuracy within 0.2 (cc 0.5 seed 0 91.4 -
 sym 0.5 / asym 0.4 / cc 0.5 6.9 / 6.2, 7.3 / 7.1, 7.4 / 7.0 s vs find 9.2 / 10.2, 10.3 /
 11.2, 11.2 / 13.0 s (0.54-0.75x); view and idn 9.2-10.9 s vs find 17.9-30.0 s
 (0.35-0.56x).
+Then four folds (``AUTO_SPLITS``), the same day: the same model on 15 of 16 (asym 0.4
+seed 1 pruned-sd-1 93.2 instead of pruned-sd-2 93.8, the oracle's 93.8), accuracy
+-0.6..+0.5 points, flags F1 -3.8..+3.4 (mean -0.6); sym 0.5 / asym 0.4 / cc 0.5 5.7 /
+5.1, 5.8 / 5.5, 5.8 / 5.7 s vs find 9.8 / 9.1, 9.6 / 10.7, 10.1 / 12.6 s (0.45-0.60x);
+view and idn 7.5-9.2 s vs find 18.4-29.9 s (0.30-0.47x).
 
 ``view`` rows (fifth session, same machine, idle, ``--oracle``), seeds 0 / 1: view 0.3
 selected 87.3 / 84.5 (oracle 87.3 / 84.7) vs CleanLearning 61.3 / 62.6, F1 89.1 / 85.7 vs
