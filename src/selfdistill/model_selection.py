@@ -435,10 +435,10 @@ def cross_validate_pipeline(
 DEFAULT_LAM_GRID = (1e-6, 1e-5, 1e-4)
 #: Folds of the automatic choice. Four (fourteenth session; five, cleanlab's recipe,
 #: before): each fold model sees 75 % of the rows, and on two CPUs the folds go two by
-#: two with none left over. Against five on BANKING77 text 0.3 seeds 0 / 1, idn 0.4,
-#: asym 0.4 and cc 0.5 (seed 0): the same model, test accuracy +0.1..+1.3 points, flags
-#: F1 -0.002..+0.021, in 0.63-0.87x the time (three: 0.51-0.72x, but -0.6 points on
-#: text 0.3 seed 0). docs/selection.md, section 4, has every benchmark row.
+#: two with none left over. Against five on the 26 BANKING77 rows: test accuracy
+#: -1.1..+2.0 points (mean +0.1), flags F1 -1.3..+2.1, in 0.62-0.95x the time; on the 16
+#: synthetic rows accuracy -0.6..+0.5, F1 mean -0.6, 0.76-1.0x (three folds: 0.51-0.72x on
+#: five rows, but -0.6 points on text 0.3 seed 0). docs/selection.md, section 4.
 AUTO_SPLITS = 4
 #: Gradient tolerance of the fits inside ``auto``; the final fits use the caller's tol.
 #: Selection needs out-of-fold predictions, which settle long before the weights do.
