@@ -1228,8 +1228,8 @@ def resolve_auto(
     # the lam walks race on the last fold, whatever the CPUs (the same numbers on any
     # machine with fewer CPUs than folds; with as many, every fold is in the first turn
     # and there is no race): with 4 folds on 2 CPUs it is fitted alone on both CPUs, then
-    # the other three (a turn of two and one more alone), so a lam that goes on costs
-    # about a tenth more than without the race and one that loses a third
+    # the other three (a turn of two and one more alone): a lam that goes on costs about
+    # a tenth more than without the race, one that loses about a third as much
     racing = [n_splits - 1] if workers < n_splits else []
     rest = [f for f in range(n_splits) if f not in racing]
     raced_rows = np.concatenate([folds[f][1] for f in racing]) if racing else None
