@@ -275,6 +275,29 @@ def one_hot(y: np.ndarray, n_classes: int) -> np.ndarray:
     return Y
 
 
+def _data_gradient_at_zero(XV: np.ndarray, T: np.ndarray, q: float, K: int) -> np.ndarray:
+    """``(U_K - T)^T XV / N`` (K, r) in float64 (``U_K = 1/K``): the data gradient at
+    ``W = 0`` in XV's coordinates (cross-entropy; GCE: from the logit gradient at zero).
+    Its norm is a fit's convergence scale ``g0``.
+
+    With integer labels, ``T^T XV`` is the class sums of XV's rows (a sparse product:
+    N x r work, not N x K x r).
+    """
+    N = XV.shape[0]
+    if q != 0.0:
+        _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
+        return dZ0.T @ XV
+    if T.ndim == 1:
+        from scipy.sparse import csr_matrix
+
+        TX = csr_matrix((np.ones(N), (T, np.arange(N))), shape=(K, N)) @ XV
+    else:
+        TX = T.T @ XV
+    G = (XV.sum(axis=0) / K)[None, :] - TX
+    G *= 1.0 / N
+    return G
+
+
 class _NumpyOps:
     """The N x K work of one fit in numpy: float32 matmuls, float64 everything else.
 
@@ -407,30 +430,11 @@ class _NumpyOps:
                            list(range(len(self.blocks))))
 
     def data_gradient_at_zero(self) -> np.ndarray:
-        """``(U_K - T)^T XV / N`` (K, r) in float64 (``U_K = 1/K``): the data gradient
-        at ``C = 0`` in XV's coordinates (cross-entropy; GCE: from the logit gradient
-        at zero). Kept for a cold start's first point (:meth:`start`), which then
-        computes no product with XV (the logits at ``C = 0`` are exactly 0).
-
-        With integer labels, ``T^T XV`` is the class sums of XV's rows (a sparse
-        product: N x r work, not N x K x r).
-        """
-        N, K = self.N, self.K
-        if self.q == 0.0:
-            if self.T.ndim == 1:
-                from scipy.sparse import csr_matrix
-
-                onehot_T = csr_matrix((np.ones(N), (self.T, np.arange(N))), shape=(K, N))
-                TX = onehot_T @ self.XV
-            else:
-                TX = self.T.T @ self.XV
-            G = (self.XV.sum(axis=0) / K)[None, :] - TX
-            G *= 1.0 / N
-        else:
-            _, dZ0 = logit_loss_grad(np.zeros((N, K)), self.T, self.q)
-            G = dZ0.T @ self.XV
-        self._at_zero = G
-        return G
+        """:func:`_data_gradient_at_zero` of this fit, kept for a cold start's first
+        point (:meth:`start`), which then computes no product with XV (the logits at
+        ``C = 0`` are exactly 0)."""
+        self._at_zero = _data_gradient_at_zero(self.XV, self.T, self.q, self.K)
+        return self._at_zero
 
     def start(self, C: np.ndarray) -> tuple[_Logits, float, np.ndarray, np.ndarray, bool]:
         """The solver's first point: :meth:`refresh`'s outputs and whether they are exact.
@@ -1225,9 +1229,7 @@ def _fit_softmax(
                 from ._torch_backend import TorchOps, resolve_device
 
                 ops = TorchOps(XV, dinv_sqrt, T, q, resolve_device(device))
-                _, dZ0 = logit_loss_grad(np.zeros((N, K)), T, q)
-                g0 = float(np.linalg.norm(dZ0.T @ XV))
-                del dZ0  # not kept through the fit
+                g0 = float(np.linalg.norm(_data_gradient_at_zero(XV, T, q, K)))
             else:
                 ops = _NumpyOps(XV, dinv_sqrt, T, q, pool, _n_blocks(N, n_threads), K)
                 g0 = float(np.linalg.norm(ops.data_gradient_at_zero()))
