@@ -1093,13 +1093,8 @@ def resolve_auto(
             for group in (ids[:cut], ids[cut:]):
                 if len(group) == 0:
                     continue
-                # the folds left over share every CPU; one fitted alone (a race) takes
-                # every CPU, up to 8 (the same row blocks, so the same numbers:
-                # solvers._n_blocks)
-                n_threads = max(1, cpus // len(group)) if len(group) < workers else \
-                    max(1, cpus // workers)
-                if len(group) == 1:
-                    n_threads = max(n_threads, min(cpus, 8))
+                # the folds left over share every CPU (one alone, a race, takes them all)
+                n_threads = max(1, cpus // min(workers, len(group)))
                 with ThreadPoolExecutor(min(workers, len(group))) as pool:
                     yield from pool.map(lambda f, n=n_threads: fit_fold(f, n), group)
 
