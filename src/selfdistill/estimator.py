@@ -30,7 +30,14 @@ from .intercept import INTERCEPT_SCALING_DEFAULT, add_intercept, linear_logits, 
 from .issues import label_issues_from_cv, rank_label_issues
 from .losses import softmax
 from .model_io import features_sha256
-from .model_selection import CV_TOL, averaging_round, cross_validate_pipeline, resolve_auto
+from .model_selection import (
+    CV_TOL,
+    averaging_round,
+    cross_validate_pipeline,
+    default_lam_grid,
+    lam_unit,
+    resolve_auto,
+)
 from .prior import adjust_prior, effective_prior, prior_shift
 from .solvers import SpectralBasis
 
@@ -88,8 +95,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         Iteration cap of each fit.
     cv : int, default=3
         Folds for ``lam="auto"`` and ``mode="auto"``.
-    lam_grid : tuple of float, default=(1e-6, 1e-5, 1e-4)
-        Candidates for ``lam="auto"``.
+    lam_grid : tuple of float, default=None
+        Candidates for ``lam="auto"``; None: (1e-6, 1e-5, 1e-4) for rows of norm about 1,
+        times the power of 10 nearest the features' mean squared row norm
+        (:func:`~selfdistill.model_selection.default_lam_grid`).
     random_state : int, RandomState or None, default=None
         Seeds the cross-validation folds (the fits themselves are deterministic).
     fit_intercept : bool, default=True
@@ -201,7 +210,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         "tol": [_sk(TOL)],
         "max_iter": [_sk(MAX_ITER)],
         "cv": [Interval(Integral, 2, None, closed="left")],
-        "lam_grid": ["array-like"],
+        "lam_grid": ["array-like", None],
         "random_state": ["random_state"],
         "fit_intercept": ["boolean"],
         "intercept_scaling": [_sk(INTERCEPT_SCALING)],
@@ -219,7 +228,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         tol=1e-6,
         max_iter=2000,
         cv=3,
-        lam_grid=(1e-6, 1e-5, 1e-4),
+        lam_grid=None,
         random_state=None,
         fit_intercept=True,
         intercept_scaling=INTERCEPT_SCALING_DEFAULT,
@@ -238,6 +247,12 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.intercept_scaling = intercept_scaling
         self.class_prior = class_prior
+
+    def _lam_grid(self, unit: float) -> list[float]:
+        """``lam_grid`` checked, or the default grid in the features' lam ``unit``."""
+        if self.lam_grid is None:
+            return list(default_lam_grid(unit))
+        return [check_lam(v, name="lam_grid entry") for v in self.lam_grid]
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -267,6 +282,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         warn_single_example_classes(y_enc, self.classes_)
         warn_feature_scale(X)
         self.features_sha256_ = features_sha256(X)
+        unit = lam_unit(X)   # of the features, before the intercept column
         # the intercept as a constant column (liblinear's way): everything below fits,
         # cross-validates and flags on the augmented features
         X = add_intercept(X, float(self.intercept_scaling)) if self.fit_intercept else X
@@ -287,17 +303,15 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         if self.lam == "auto" and mode == "auto":
             # the one resolution of "auto", the same as `selfdistill fit --lam auto`
             auto = resolve_auto(
-                X, y_enc, lams=[check_lam(v, name="lam_grid entry") for v in self.lam_grid],
-                rounds=rounds, pll=pll, n_classes=K, pll_loss=self.pll_loss, q=self.q,
-                seed=self._seed(), basis=basis,
-                average_learnable=prior == "uniform", class_prior=prior)
+                X, y_enc, lams=self._lam_grid(unit), rounds=rounds, pll=pll, n_classes=K,
+                pll_loss=self.pll_loss, q=self.q, seed=self._seed(), basis=basis,
+                average_learnable=prior == "uniform", class_prior=prior, lam_unit=unit)
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)
             teacher_W = auto.teacher_W
         elif self.lam == "auto" or mode == "auto":
-            lams = ([check_lam(v, name="lam_grid entry") for v in self.lam_grid]
-                    if self.lam == "auto" else [float(self.lam)])
+            lams = self._lam_grid(unit) if self.lam == "auto" else [float(self.lam)]
             names = model_names(rounds, pll)
             sel = cross_validate_pipeline(
                 X, y_enc, lams=lams, rounds=rounds, pll=pll, n_classes=K,
@@ -407,7 +421,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
 
         saved = read_model(path)
         known = set(cls._get_param_names())
-        params = {k: (tuple(v) if k == "lam_grid" else v)
+        params = {k: (tuple(v) if k == "lam_grid" and v is not None else v)
                   for k, v in saved.params.items() if k in known}
         if saved.schema_version < 2:  # fitted before intercepts existed: none
             params.setdefault("fit_intercept", False)

@@ -73,7 +73,7 @@ from .solvers import SpectralBasis, _n_threads, _single_blas
 
 __all__ = ["CV_TOL", "CVSelection", "cross_validate_pipeline", "select_candidate",
            "AutoSelection", "resolve_auto", "flag_lam", "corrected_accuracy", "noise_inverse",
-           "DEFAULT_LAM_GRID"]
+           "DEFAULT_LAM_GRID", "lam_unit", "default_lam_grid"]
 
 #: Gradient tolerance of the fold fits. Selection needs held-out predictions, which
 #: settle long before the weights do: on BANKING77 (lam=1e-5, sym 0 and 0.8) every
@@ -430,9 +430,43 @@ def cross_validate_pipeline(
 
 
 # -- lam="auto": screen, prune, refine (the one resolution of "auto") ----------------------
-#: Default candidates for ``lam="auto"`` (scale-free for unit-norm embeddings; the path
-#: stops early, so a longer grid only costs when its small end is reached).
+#: Default candidates for ``lam="auto"``, for rows of norm about 1 (sentence embeddings;
+#: :func:`default_lam_grid` scales them to other features; the path stops early, so a
+#: longer grid only costs when its small end is reached).
 DEFAULT_LAM_GRID = (1e-6, 1e-5, 1e-4)
+
+
+def lam_unit(X: np.ndarray) -> float:
+    """The power of 10 nearest the mean squared row norm of the features ``X``: the unit
+    of ``lam="auto"``'s default grid and of its flagging lam (:func:`flag_lam`).
+
+    Multiplying the features by ``s`` poses the same problem as dividing lam by ``s^2``
+    (the penalty against the data term), so a grid meant for rows of norm 1 is too
+    flexible for larger rows by their squared norm. Rounded to a power of 10, so that the
+    lams stay round and rows of norm about 1 (mean squared norm 0.32-3.2: every sentence
+    embedding) keep the grid as it is. scikit-learn's digits scaled to [0, 1] (squared
+    norm 15) count in 10: measured in docs/selection.md, section 4, "Data shaped
+    otherwise".
+
+    Examples
+    --------
+    >>> lam_unit(np.full((3, 16), 0.25)), lam_unit(np.full((3, 16), 1.0))
+    (1.0, 10.0)
+    """
+    X = np.asarray(X)
+    sq = float(np.mean(np.einsum("ij,ij->i", X, X, dtype=np.float64))) if X.size else 1.0
+    return float(10.0 ** np.round(np.log10(sq))) if np.isfinite(sq) and sq > 0 else 1.0
+
+
+def default_lam_grid(unit: float = 1.0) -> tuple[float, ...]:
+    """:data:`DEFAULT_LAM_GRID` in the lam ``unit`` of the features (:func:`lam_unit`).
+
+    Examples
+    --------
+    >>> default_lam_grid(lam_unit(np.full((3, 16), 1.0)))
+    (1e-05, 0.0001, 0.001)
+    """
+    return tuple(float(f"{v * unit:.0e}") for v in DEFAULT_LAM_GRID)
 #: Folds of the automatic choice. Four (fourteenth session; five, cleanlab's recipe,
 #: before): each fold model sees 75 % of the rows, and on two CPUs the folds go two by
 #: two with none left over. Against five on the 26 BANKING77 rows: test accuracy
@@ -609,6 +643,8 @@ class AutoSelection:
         Under label averaging, whether the final chain also fits the PLL student (the
         caller's ``pll``), which :func:`averaging_round` may recommend instead of the
         round.
+    lam_unit : float
+        The features' :func:`lam_unit` that :func:`flag_lam` counted in.
     """
 
     lam: float
@@ -630,6 +666,7 @@ class AutoSelection:
     flag_proba: np.ndarray | None = field(default=None, repr=False)
     label_averaging: bool = False
     pll: bool = False
+    lam_unit: float = 1.0
 
     def chain(self) -> tuple[int, bool]:
         """``(rounds, pll)`` of the final chain: teacher -> ... -> the chosen model (under
@@ -708,6 +745,7 @@ class AutoSelection:
             "n_splits": int(self.n_splits),
             "widened": [float(v) for v in self.widened],
             "lam_flag": None if self.lam_flag is None else float(self.lam_flag),
+            "lam_unit": float(self.lam_unit),
             "label_averaging": bool(self.label_averaging),
             "at_grid_edge": bool(len(lams) > 1 and self.lam in (min(lams), max(lams))
                                  and self.lam in self.widened),
@@ -933,6 +971,7 @@ def resolve_auto(
     basis: SpectralBasis | None = None,
     average_learnable: bool = False,
     class_prior: str = "given",
+    lam_unit: float = 1.0,
 ) -> AutoSelection:
     """Choose lam, whether to prune, and the model, from the given labels only.
 
@@ -1009,6 +1048,9 @@ def resolve_auto(
         shifted to uniform (:mod:`selfdistill.prior`): the SD rounds keep the given
         labels' class skew, which the shift removes; ``run_pipeline`` and the estimator
         pass ``class_prior == "uniform"``.
+    lam_unit : float, default=1.0
+        The features' :func:`lam_unit` (of ``X`` without an intercept column):
+        :func:`flag_lam` counts scikit-learn's default regularisation in it.
     class_prior : {"given", "uniform"}, default="given"
         The prior the final models will be shifted to (:mod:`selfdistill.prior`). The
         candidates of steps 3-5 predict as the final model will: each fold's fits are
@@ -1319,7 +1361,7 @@ def resolve_auto(
     # united, won on the synthetic view rows but lost F1 on BANKING77 idn and text and
     # cost 1.5-6 s: docs/selection.md), and the refine and the choice are skipped
     # (docs/selection.md, "Learnable noise")
-    lam_flag = flag_lam(list(screen_scores), N * (n_splits - 1) / n_splits)
+    lam_flag = flag_lam(list(screen_scores), N * (n_splits - 1) / n_splits, lam_unit)
     below = [v for v in screen_scores if v < lam_flag]
     learnable = bool(below) and screen_scores[max(below)] > screen_scores[lam_flag]
     if average_learnable and rounds > 0 and learnable:
@@ -1338,6 +1380,7 @@ def resolve_auto(
             path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
             teacher_W=W_avg, lam_flag=lam_flag, flag_proba=P_flag, label_averaging=True,
+            lam_unit=lam_unit,
             pll=bool(pll) and pll_applies(K))   # top-2 of 2 classes: no label
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
@@ -1510,7 +1553,8 @@ def resolve_auto(
         screen_scores=screen_scores, scores_by_model=by_model, path=path,
         oof_proba=P_best, screen_proba=P_screen, n_splits=n_splits, rule=score,
         seconds=time.perf_counter() - t0, widened=tuple(widened),
-        teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag, flag_proba=P_flag)
+        teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag, flag_proba=P_flag,
+        lam_unit=lam_unit)
 
 
 def averaging_round(fits: Sequence, X: np.ndarray, share: float = AUTO_AVG_CONFIDENCE_SHARE
@@ -1595,11 +1639,12 @@ def class_balance(pred: np.ndarray, n_classes: int) -> float:
     return float(-(share * np.log(share)).sum() / np.log(n_classes)) if n_classes > 1 else 1.0
 
 
-def flag_lam(screened: Sequence[float], n_fit: float) -> float:
+def flag_lam(screened: Sequence[float], n_fit: float, unit: float = 1.0) -> float:
     """lam of the stiffer flagging teacher of ``auto``: the screened lam nearest (in log)
-    to ``1 / n_fit``, scikit-learn's default regularisation for a fold's ``n_fit`` rows
-    (``LogisticRegression(C=1)`` minimises ``sum_i CE_i + |W|^2 / 2``, i.e. lam = 1/n on
-    the mean loss of theory-derivation.md).
+    to ``unit / n_fit``, scikit-learn's default regularisation for a fold's ``n_fit`` rows
+    of norm about 1 (``LogisticRegression(C=1)`` minimises ``sum_i CE_i + |W|^2 / 2``,
+    i.e. lam = 1/n on the mean loss of theory-derivation.md), in the features'
+    :func:`lam_unit` ``unit``.
 
     Examples
     --------
@@ -1607,5 +1652,7 @@ def flag_lam(screened: Sequence[float], n_fit: float) -> float:
     0.0001
     >>> flag_lam([1e-4, 1e-5, 1e-6], 800_000)
     1e-06
+    >>> flag_lam([1e-2, 1e-3, 1e-4], 1000, unit=10.0)
+    0.01
     """
-    return min(screened, key=lambda v: (abs(np.log(v * n_fit)), -v))
+    return min(screened, key=lambda v: (abs(np.log(v * n_fit / unit)), -v))

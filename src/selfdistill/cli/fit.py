@@ -116,11 +116,13 @@ def fit(
         "intercept: --no-intercept keeps none."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
-    lam_grid: str = typer.Option("1e-6,1e-5,1e-4", "--lam-grid",
+    lam_grid: str = typer.Option(None, "--lam-grid",
                                  help="Candidates of --lam auto, comma-separated (the walk "
-                                 "widens past an edge that wins)."),
+                                 "widens past an edge that wins). Default 1e-6,1e-5,1e-4 "
+                                 "for rows of norm about 1, times the power of 10 nearest "
+                                 "the features' mean squared row norm."),
     cv: int = typer.Option(None, "--cv", min=2, help="Folds of the cross-validation "
-                           "(default 3 for a fixed lam, 5 for --lam auto)."),
+                           "(default 3 for a fixed lam, 4 for --lam auto)."),
     max_iter: int = typer.Option(2000, "--max-iter", min=1,
                                  help="Iteration cap of each final fit."),
     json_out: Path = typer.Option(None, "--json", help="Write the result record here."),
@@ -151,7 +153,7 @@ def fit(
                              {"--issues": issues, "--json": json_out, "--model": model_out,
                               "--relabel": relabel, "--report": report_html})
         lam_v = parse_lam(lam)
-        grid = parse_lam_grid(lam_grid)
+        grid = None if lam_grid is None else parse_lam_grid(lam_grid)
         check_option(pll_loss, PLL_LOSSES, name="--pll-loss")
         check_option(class_prior, CLASS_PRIORS, name="--class-prior")
         check_in(intercept_scaling, INTERCEPT_SCALING, name="--intercept-scaling")

@@ -22,9 +22,10 @@ from ..issues import LabelIssues, NoiseEstimate
 from ..losses import softmax
 from ..model_selection import (
     CV_TOL,
-    DEFAULT_LAM_GRID,
     averaging_round,
     cross_validate_pipeline,
+    default_lam_grid,
+    lam_unit,
 )
 from ..noise import NoiseSpec, realized_rate
 from ..prior import adjust_prior, effective_prior
@@ -290,7 +291,7 @@ def run_pipeline(
     q: float = 0.7,
     select: bool = True,
     issues: bool = False,
-    lam_grid: tuple[float, ...] = DEFAULT_LAM_GRID,
+    lam_grid: tuple[float, ...] | None = None,
     n_splits: int | None = None,
     tol: float | None = None,
     max_iter: int = 2000,
@@ -321,11 +322,13 @@ def run_pipeline(
     issues : bool, default=False
         Also estimate the noise and flag likely label errors from out-of-fold
         probabilities (cross-validates even when ``select`` is off).
-    lam_grid : tuple of float
-        Candidates for ``lam="auto"``.
+    lam_grid : tuple of float, optional
+        Candidates for ``lam="auto"``; default
+        :func:`~selfdistill.model_selection.default_lam_grid` of the features
+        (:data:`~selfdistill.model_selection.DEFAULT_LAM_GRID` for rows of norm about 1).
     n_splits : int, optional
         Folds: default 3 for a fixed lam, :data:`~selfdistill.model_selection.AUTO_SPLITS`
-        (5) for ``lam="auto"``.
+        (4) for ``lam="auto"``.
     max_iter : int, default=2000
         Iteration cap of each final fit.
     tol : float, optional
@@ -385,10 +388,12 @@ def run_pipeline(
     if basis is None or basis.XV is None:  # shared by the folds and the final fits
         basis = SpectralBasis.from_features(X)
     if isinstance(lam, str):
-        auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
+        unit = lam_unit(ds.X_train)   # of the features, before the intercept column
+        auto = resolve_auto(X, y_given, lams=default_lam_grid(unit) if lam_grid is None
+                            else lam_grid, rounds=rounds, pll=pll, n_classes=K,
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
                             basis=basis, average_learnable=class_prior == "uniform",
-                            class_prior=class_prior,
+                            class_prior=class_prior, lam_unit=unit,
                             **({} if n_splits is None else {"n_splits": n_splits}))
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
@@ -463,7 +468,7 @@ def run_experiment(
     pll_loss: str = "gce",
     q: float = 0.7,
     select: bool = True,
-    lam_grid: tuple[float, ...] = DEFAULT_LAM_GRID,
+    lam_grid: tuple[float, ...] | None = None,
     n_splits: int = 3,
     tol: float = 1e-6,
     basis: SpectralBasis | None = None,
