@@ -145,14 +145,15 @@ def run_ours(ds, y_noisy: np.ndarray, corrupted: np.ndarray, seed: int) -> tuple
 
 
 def run_oracle(ds, y_noisy: np.ndarray, flagged: np.ndarray, final: dict,
-               scaling: float) -> dict:
-    """Best test accuracy over full and pruned pipelines at every lam (clean test labels),
-    fitted as ours are (intercept of column value ``scaling``, uniform class prior)."""
+               scaling: float, lams=DEFAULT_LAM_GRID) -> dict:
+    """Best test accuracy over full and pruned pipelines at every lam of ``lams`` (clean
+    test labels), fitted as ours are (intercept of column value ``scaling``, uniform class
+    prior)."""
     X, K = add_intercept(ds.X_train, scaling), ds.n_classes
     Xt = add_intercept(ds.X_test, scaling)
     keep = ~flagged
     out = {}
-    for lam in DEFAULT_LAM_GRID:
+    for lam in lams:
         for tag, rows in (("full", slice(None)), ("pruned", keep)):
             fits = adjust_prior(self_distill(X[rows], y_noisy[rows], lam=lam, rounds=4,
                                              pll=True, n_classes=K), X[rows], "uniform")
