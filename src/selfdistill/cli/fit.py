@@ -143,6 +143,7 @@ def fit(
     from ..distill import model_names, pll_applies
     from ..experiments.runner import run_pipeline
     from ..inputs import load_training
+    from ..model_selection import default_lam_grid
     from ..noise import NoiseSpec
 
     report_html = None if report is None else report / "report.html"
@@ -199,6 +200,12 @@ def fit(
                 class_prior=class_prior,
                 progress=lambda name, d, t: update(d, t, _phase(name)),
             )
+            unit = (result.lam_selection or {}).get("lam_unit", 1.0)
+            if grid is None and unit != 1.0:
+                note(f"--lam auto counted its default grid in units of {unit:g} (the "
+                     f"features' mean squared row norm, to the nearest power of 10; lam "
+                     f"is meant for rows of norm about 1): "
+                     f"{', '.join(f'{v:g}' for v in default_lam_grid(unit))}")
             widened = (result.lam_selection or {}).get("widened") or []
             if widened:
                 note(f"--lam auto tried {', '.join(f'{v:g}' for v in widened)} beyond "
