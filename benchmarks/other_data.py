@@ -15,8 +15,9 @@ run one after the other in one process, on three sets that no rule was read from
 
 Noise kinds are those of ``--noise`` plus ``view:RATE``
 (:func:`synthetic_intents.view_annotator_labels`). ``--oracle`` adds our best model by
-clean test accuracy over the full and pruned pipelines at every lam the selection can
-reach (the grid and two widening steps above it, 1e-3 and 1e-2). Run::
+clean test accuracy over the full and pruned pipelines at every lam of the default grid
+in the features' lam unit (:func:`selfdistill.model_selection.lam_unit`) and two
+widening steps above it (x10, x100). Run::
 
     .venv/bin/python benchmarks/other_data.py
     .venv/bin/python benchmarks/other_data.py --data digits --noise idn:0.3 --oracle
@@ -36,14 +37,19 @@ from pathlib import Path
 import numpy as np
 
 from selfdistill.datasets import Dataset
-from selfdistill.model_selection import DEFAULT_LAM_GRID
+from selfdistill.model_selection import default_lam_grid, lam_unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import label_issues as LI  # noqa: E402  (the benchmarks beside this file)
 import synthetic_intents as SI  # noqa: E402
 
-#: the lams the oracle tries: the grid and the widening steps above it (AUTO_WIDEN = 2)
-ORACLE_LAMS = (*DEFAULT_LAM_GRID, 1e-3, 1e-2)
+
+def oracle_lams(ds: Dataset) -> tuple[float, ...]:
+    """The default grid in the features' lam unit and the widening steps above it
+    (``AUTO_WIDEN = 2``)."""
+    grid = default_lam_grid(lam_unit(ds.X_train))
+    return (*grid, 10 * grid[-1], 100 * grid[-1])
+
 NOISE = ["idn:0.2", "idn:0.3", "idn:0.5", "asym:0.4", "view:0.3"]
 
 
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
                     flagged = np.zeros(len(y), dtype=bool)
                     flagged[res.issues.indices] = True
                     best = LI.run_oracle(ds, y, flagged, ours["final_models"],
-                                         res.intercept_scaling, lams=ORACLE_LAMS)
+                                         res.intercept_scaling, lams=oracle_lams(ds))
                     row["oracle"] = {"test_acc": best["test_acc"], "where": best["where"]}
                     oracle = f" | oracle {100 * best['test_acc']:.1f} ({best['where']})"
                 rows.append(row)

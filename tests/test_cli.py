@@ -474,16 +474,16 @@ def test_fit_lam_grid_cv_and_max_iter_options(capsys, tmp_path, small_npz):
 
 def test_fit_lam_auto_says_when_its_default_grid_moved_with_the_features(capsys, tmp_path,
                                                                         small_npz):
-    # digits in [0, 1] (mean squared row norm 15): the default grid counted in 10, said
+    # digits in [0, 1] (mean squared row norm 15): the default grid counted in 15, said
     # in a note and recorded; a grid given with --lam-grid is used as given, silently
     out = tmp_path / "out.json"
     code, _, err = cli(capsys, "fit", small_npz, "--lam", "auto", "--rounds", "1",
                        "--json", out, "--quiet")
     assert code == 0, err
     sel = json.loads(out.read_text())["lam_selection"]
-    assert sel["lam_unit"] == 10.0 and sel["path"][0]["lam"] == 1e-3
-    assert "note: --lam auto counted its default grid in units of 10" in err
-    assert "1e-05, 0.0001, 0.001" in err
+    assert sel["lam_unit"] == 15.0 and sel["path"][0]["lam"] == 1.5e-3
+    assert "note: --lam auto counted its default grid in units of 15" in err
+    assert "1.5e-05, 0.00015, 0.0015" in err
     code, _, err = cli(capsys, "fit", small_npz, "--lam", "auto", "--rounds", "1",
                        "--lam-grid", "1e-6,1e-5,1e-4", "--quiet")
     assert code == 0, err

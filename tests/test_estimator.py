@@ -218,12 +218,12 @@ def test_intercept_scaling_is_checked(digits):
 
 
 def test_auto_lam_grid_defaults_to_the_features_unit(digits):
-    """lam_grid=None: the default grid in the features' lam unit (10 for digits in
+    """lam_grid=None: the default grid in the features' lam unit (15 for digits in
     [0, 1]); a given grid is used as given; None survives clone."""
     X, y = digits.X_train[:600], digits.y_train[:600]
     clf = SelfDistillationClassifier(lam="auto", rounds=1, random_state=0).fit(X, y)
     assert clf.get_params()["lam_grid"] is None and clone(clf).lam_grid is None
-    assert clf.cv_results_["lam_unit"] == 10.0 and clf.cv_results_["path"][0]["lam"] == 1e-3
+    assert clf.cv_results_["lam_unit"] == 15.0 and clf.cv_results_["path"][0]["lam"] == 1.5e-3
     given = SelfDistillationClassifier(lam="auto", rounds=1, random_state=0,
                                        lam_grid=(1e-6, 1e-5, 1e-4)).fit(X, y)
     assert given.cv_results_["path"][0]["lam"] == 1e-4

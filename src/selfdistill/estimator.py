@@ -97,7 +97,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         Folds for ``lam="auto"`` and ``mode="auto"``.
     lam_grid : tuple of float, default=None
         Candidates for ``lam="auto"``; None: (1e-6, 1e-5, 1e-4) for rows of norm about 1,
-        times the power of 10 nearest the features' mean squared row norm
+        times the features' mean squared row norm
         (:func:`~selfdistill.model_selection.default_lam_grid`).
     random_state : int, RandomState or None, default=None
         Seeds the cross-validation folds (the fits themselves are deterministic).

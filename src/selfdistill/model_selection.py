@@ -437,25 +437,24 @@ DEFAULT_LAM_GRID = (1e-6, 1e-5, 1e-4)
 
 
 def lam_unit(X: np.ndarray) -> float:
-    """The power of 10 nearest the mean squared row norm of the features ``X``: the unit
-    of ``lam="auto"``'s default grid and of its flagging lam (:func:`flag_lam`).
+    """The mean squared row norm of the features ``X``, to two significant digits: the
+    unit of ``lam="auto"``'s default grid and of its flagging lam (:func:`flag_lam`).
 
     Multiplying the features by ``s`` poses the same problem as dividing lam by ``s^2``
     (the penalty against the data term), so a grid meant for rows of norm 1 is too
-    flexible for larger rows by their squared norm. Rounded to a power of 10, so that the
-    lams stay round and rows of norm about 1 (mean squared norm 0.32-3.2: every sentence
-    embedding) keep the grid as it is. scikit-learn's digits scaled to [0, 1] (squared
-    norm 15) count in 10: measured in docs/selection.md, section 4, "Data shaped
-    otherwise".
+    flexible for larger rows by their squared norm, and ``auto`` counted in this unit
+    makes the same choices at any scale (docs/selection.md, step 1, "The lam unit").
+    Two digits keep the lams short and unit-norm rows (every normalised sentence
+    embedding) at exactly 1. scikit-learn's digits scaled to [0, 1] count in 15.
 
     Examples
     --------
     >>> lam_unit(np.full((3, 16), 0.25)), lam_unit(np.full((3, 16), 1.0))
-    (1.0, 10.0)
+    (1.0, 16.0)
     """
     X = np.asarray(X)
     sq = float(np.mean(np.einsum("ij,ij->i", X, X, dtype=np.float64))) if X.size else 1.0
-    return float(10.0 ** np.round(np.log10(sq))) if np.isfinite(sq) and sq > 0 else 1.0
+    return float(f"{sq:.1e}") if np.isfinite(sq) and sq > 0 else 1.0
 
 
 def default_lam_grid(unit: float = 1.0) -> tuple[float, ...]:
@@ -464,9 +463,9 @@ def default_lam_grid(unit: float = 1.0) -> tuple[float, ...]:
     Examples
     --------
     >>> default_lam_grid(lam_unit(np.full((3, 16), 1.0)))
-    (1e-05, 0.0001, 0.001)
+    (1.6e-05, 0.00016, 0.0016)
     """
-    return tuple(float(f"{v * unit:.0e}") for v in DEFAULT_LAM_GRID)
+    return tuple(float(f"{v * unit:.1e}") for v in DEFAULT_LAM_GRID)
 #: Folds of the automatic choice. Four (fourteenth session; five, cleanlab's recipe,
 #: before): each fold model sees 75 % of the rows, and on two CPUs the folds go two by
 #: two with none left over. Against five on the 26 BANKING77 rows: test accuracy
@@ -1652,7 +1651,7 @@ def flag_lam(screened: Sequence[float], n_fit: float, unit: float = 1.0) -> floa
     0.0001
     >>> flag_lam([1e-4, 1e-5, 1e-6], 800_000)
     1e-06
-    >>> flag_lam([1e-2, 1e-3, 1e-4], 1000, unit=10.0)
-    0.01
+    >>> flag_lam([1.5e-2, 1.5e-3, 1.5e-4], 1000, unit=15.0)
+    0.015
     """
     return min(screened, key=lambda v: (abs(np.log(v * n_fit / unit)), -v))

@@ -119,8 +119,8 @@ def fit(
     lam_grid: str = typer.Option(None, "--lam-grid",
                                  help="Candidates of --lam auto, comma-separated (the walk "
                                  "widens past an edge that wins). Default 1e-6,1e-5,1e-4 "
-                                 "for rows of norm about 1, times the power of 10 nearest "
-                                 "the features' mean squared row norm."),
+                                 "for rows of norm about 1, times the features' mean "
+                                 "squared row norm."),
     cv: int = typer.Option(None, "--cv", min=2, help="Folds of the cross-validation "
                            "(default 3 for a fixed lam, 4 for --lam auto)."),
     max_iter: int = typer.Option(2000, "--max-iter", min=1,
@@ -203,8 +203,8 @@ def fit(
             unit = (result.lam_selection or {}).get("lam_unit", 1.0)
             if grid is None and unit != 1.0:
                 note(f"--lam auto counted its default grid in units of {unit:g} (the "
-                     f"features' mean squared row norm, to the nearest power of 10; lam "
-                     f"is meant for rows of norm about 1): "
+                     f"features' mean squared row norm; lam is meant for rows of norm "
+                     f"about 1): "
                      f"{', '.join(f'{v:g}' for v in default_lam_grid(unit))}")
             widened = (result.lam_selection or {}).get("widened") or []
             if widened:
