@@ -562,9 +562,9 @@ def test_averaging_round_is_the_last_round_keeping_the_share_of_the_confidence()
     X = np.zeros((8, 2))
     chain = [_Fixed("teacher", 0.8), _Fixed("sd-1", 0.6), _Fixed("sd-2", 0.49),
              _Fixed("sd-3", 0.47)]
-    name, conf, balance = averaging_round(chain, X)
+    name, conf, balance, kept = averaging_round(chain, X)
     assert name == "sd-2" and set(conf) == {"teacher", "sd-1", "sd-2", "sd-3"}
-    assert conf["sd-3"] == pytest.approx(0.47) and balance == {}
+    assert conf["sd-3"] == pytest.approx(0.47) and balance == {} and kept == {}
     assert averaging_round(chain, X, share=0.5)[0] == "sd-3"
     assert averaging_round(chain[:2], X, share=0.9)[0] == "teacher"
 
@@ -577,13 +577,47 @@ def test_averaging_round_takes_the_pll_student_unless_it_collapses_classes():
     X = np.zeros((8, 2))
     # compared with the picked round (sd-1, 4 classes), not the teacher (2 classes)
     chain = [_Fixed("pruned-teacher", 0.8, spread=2), _Fixed("pruned-sd-1", 0.6)]
-    name, conf, balance = averaging_round(chain + [_Fixed("pruned-pll", 0.7)], X)
+    name, conf, balance, _ = averaging_round(chain + [_Fixed("pruned-pll", 0.7)], X)
     assert name == "pruned-pll" and "pruned-pll" not in conf
     assert balance == {"pruned-sd-1": 1.0, "pruned-pll": 1.0}
-    name, _, balance = averaging_round(chain + [_Fixed("pruned-pll", 0.7, spread=2)], X)
+    name, _, balance, _ = averaging_round(chain + [_Fixed("pruned-pll", 0.7, spread=2)], X)
     assert name == "pruned-sd-1" and balance["pruned-pll"] == pytest.approx(0.5)
     assert class_balance(np.array([0, 0, 0, 1]), 2) == pytest.approx(0.8112781244591328)
     assert class_balance(np.array([3, 3]), 4) == 0.0
+
+
+class _Shifted(_Fixed):
+    """:class:`_Fixed` predicting class ``(i + shift) % K`` for row i."""
+
+    def __init__(self, name: str, c: float, shift: int, K: int = 4):
+        super().__init__(name, c, K=K)
+        self.shift = shift
+
+    def predict_proba(self, X):
+        return np.roll(super().predict_proba(X), self.shift, axis=1)
+
+
+def test_averaging_round_takes_the_pll_student_only_when_it_departs_from_the_labels():
+    """With the given labels, the PLL student (as evenly spread as the round) replaces
+    the round only when it predicts the given label on fewer rows than the round does:
+    its partial label exists to move rows off their given class."""
+    from selfdistill.model_selection import averaging_round
+
+    X = np.zeros((8, 2))
+    y = np.arange(8) % 4              # what _Fixed predicts: agreeing on every row
+    chain = [_Fixed("pruned-teacher", 0.8), _Fixed("pruned-sd-1", 0.6)]
+    y_half = y.copy()
+    y_half[:4] = (y_half[:4] + 1) % 4      # the round keeps half the labels
+    # a student that keeps the given labels as often as the round: the round
+    name, _, _, kept = averaging_round(chain + [_Fixed("pruned-pll", 0.7)], X,
+                                       given=(X, y_half))
+    assert name == "pruned-sd-1" and kept == {"pruned-sd-1": 0.5, "pruned-pll": 0.5}
+    # a student that moves rows off their given labels the round kept: the student
+    name, _, _, kept = averaging_round(chain + [_Shifted("pruned-pll", 0.7, 2)], X,
+                                       given=(X, y_half))
+    assert name == "pruned-pll" and kept == {"pruned-sd-1": 0.5, "pruned-pll": 0.0}
+    # without labels, the balance test alone
+    assert averaging_round(chain + [_Fixed("pruned-pll", 0.7)], X)[0] == "pruned-pll"
 
 
 def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
@@ -630,15 +664,19 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
                            fit_intercept=True, class_prior="uniform")
     rec = json.loads(json.dumps(res_pll.to_record()))
     assert [m["name"] for m in rec["models"]][-1] == "pruned-pll"
-    bal_run = rec["lam_selection"]["class_balance"]
-    assert set(bal_run) == {res.selected, "pruned-pll"}
-    assert res_pll.selected == ("pruned-pll" if bal_run["pruned-pll"] >= bal_run[res.selected]
-                                else res.selected)
-    bal = clf.cv_results_["class_balance"]
-    assert set(bal) == {res.selected, "pruned-pll"}
+    bal_run, kept_run = (rec["lam_selection"][k] for k in ("class_balance", "kept_given"))
+    assert set(bal_run) == set(kept_run) == {res.selected, "pruned-pll"}
+
+    def rule(bal, kept):
+        take = (bal["pruned-pll"] >= bal[res.selected]
+                and kept["pruned-pll"] < kept[res.selected])
+        return "pruned-pll" if take else res.selected
+
+    assert res_pll.selected == rule(bal_run, kept_run)
+    bal, kept = clf.cv_results_["class_balance"], clf.cv_results_["kept_given"]
+    assert set(bal) == set(kept) == {res.selected, "pruned-pll"}
     assert [f["name"] for f in clf.history_][-1] == "pruned-pll"
-    assert clf.selected_ == ("pruned-pll" if bal["pruned-pll"] >= bal[res.selected]
-                             else res.selected)
+    assert clf.selected_ == rule(bal, kept)
 
 
 def test_stratified_folds_are_scikit_learns_row_for_row():

@@ -343,11 +343,12 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
         by_name = {f.name: f for f in fits}
         if auto is not None and auto.label_averaging:  # the round, from the chain's outputs
-            self.selected_, confidence, balance = averaging_round(
-                adjust_prior(fits, Xf, prior), Xf)
+            self.selected_, confidence, balance, kept = averaging_round(
+                adjust_prior(fits, Xf, prior), Xf, given=(X, y_enc))
             self.cv_results_["best_model"] = self.selected_
             self.cv_results_["confidence"] = confidence
             self.cv_results_["class_balance"] = balance
+            self.cv_results_["kept_given"] = kept
         if mode != "auto":
             self.selected_ = "pll" if pll else fits[-1].name if mode == "sd" else "teacher"
         chosen = by_name[self.selected_]

@@ -426,10 +426,12 @@ def run_pipeline(
         fits = [NamedFit("pruned-" + f.name, f.fit) for f in fits]
     fits = adjust_prior(fits, Xf, class_prior)
     if lam_selection is not None and lam_selection["label_averaging"]:
-        selected, confidence, balance = averaging_round(fits, Xf)
+        selected, confidence, balance, kept = averaging_round(fits, Xf,
+                                                              given=(X, y_given))
         lam_selection["best_model"] = selected
         lam_selection["confidence"] = confidence
         lam_selection["class_balance"] = balance
+        lam_selection["kept_given"] = kept
     if selected is None:
         selected = fits[-1].name
     models = evaluate_models(fits, ds, y_given, clean, intercept_scaling=scaling)
