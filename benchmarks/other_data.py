@@ -3,13 +3,16 @@
 The same comparison as :mod:`label_issues` (ours = ``run_pipeline(lam="auto",
 issues=True)`` with ``fit``'s defaults; cleanlab = 5-fold out-of-fold
 ``LogisticRegression(max_iter=1000)`` + ``find_label_issues``, and ``CleanLearning``),
-run one after the other in one process, on three sets that no rule was read from:
+run one after the other in one process, on four sets that no rule was read from:
 
 * ``digits``: scikit-learn's ``load_digits`` (8 x 8 pixel intensities / 16, d = 64,
   K = 10), shuffled with seed 0 and split 1,347 training / 450 test rows. Few rows, few
   classes, features that are not sentence embeddings.
-* ``synthetic-k30``: :func:`synthetic_intents.synthetic_intents` with K = 30 in groups of
-  3, d = 256, 6,000 / 2,000 rows (``seed=3, noise=3.0``).
+* ``synthetic-k10``: :func:`synthetic_intents.synthetic_intents` with K = 10 in pairs,
+  d = 512, 5,000 / 2,000 rows (``seed=9, noise=4.0``): ten classes of unit-norm
+  embeddings, as a 10-class image set embedded by a vision model.
+* ``synthetic-k30``: the same generator with K = 30 in groups of 3, d = 256, 6,000 /
+  2,000 rows (``seed=3, noise=3.0``).
 * ``synthetic-k100-d768``: the same generator with K = 100 in groups of 4, d = 768 (a
   BERT-base width), 12,000 / 3,000 rows (``seed=5, noise=4.0``).
 
@@ -67,6 +70,9 @@ def digits() -> Dataset:
 
 SETS = {
     "digits": digits,
+    "synthetic-k10": lambda: SI.synthetic_intents(seed=9, n_classes=10, group=2,
+                                                  n_train=5000, n_test=2000, d=512,
+                                                  noise=4.0),
     "synthetic-k30": lambda: SI.synthetic_intents(seed=3, n_classes=30, group=3,
                                                   n_train=6000, n_test=2000, d=256,
                                                   noise=3.0),
