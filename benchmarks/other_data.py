@@ -53,6 +53,7 @@ def oracle_lams(ds: Dataset) -> tuple[float, ...]:
     grid = default_lam_grid(lam_unit(ds.X_train))
     return (*grid, 10 * grid[-1], 100 * grid[-1])
 
+
 NOISE = ["idn:0.2", "idn:0.3", "idn:0.5", "asym:0.4", "view:0.3"]
 
 

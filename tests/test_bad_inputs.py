@@ -280,6 +280,10 @@ NOTICES: list[tuple[str, Callable[[Path], list[str]]]] = [
     ("two classes: the top-2 PLL set is every class", feat(y_train=Y % 2)),
     ("features scaled by 1e4", feat(X_train=X * 1e4)),
     ("features scaled by 1e-4", feat(X_train=X * 1e-4)),
+    ("--lam auto on features scaled by 1e4",
+     lambda d: [*feat(X_train=X * 1e4)(d), "--lam", "auto", "--rounds", "1", "--quiet"]),
+    ("--lam auto on features scaled by 1e-4",
+     lambda d: [*feat(X_train=X * 1e-4)(d), "--lam", "auto", "--rounds", "1", "--quiet"]),
     ("--noise on a file that has y_train_clean",
      lambda d: [*feat(y_train=(Y + 1) % 10, y_train_clean=Y)(d), "--noise", "sym:0.2"]),
 ]

@@ -659,13 +659,22 @@ def test_run_pipeline_picks_label_averagings_round_from_the_final_chain():
     # the same rule on the same chain (fitted to run_pipeline's tol)
     assert clf.cv_results_["confidence"] == pytest.approx(conf, rel=1e-6)
     # with the PLL student (the estimator fits it in auto mode): it is in the final
-    # chain, and it is recommended exactly when it predicts as evenly as the round
+    # chain, and it is recommended exactly when it predicts as evenly as the round and
+    # keeps the given labels on fewer of all the training rows (left-out ones included)
     res_pll = run_pipeline(ds, lam="auto", lam_grid=(1e-5, 1e-4, 1e-3), rounds=3,
                            fit_intercept=True, class_prior="uniform")
     rec = json.loads(json.dumps(res_pll.to_record()))
     assert [m["name"] for m in rec["models"]][-1] == "pruned-pll"
     bal_run, kept_run = (rec["lam_selection"][k] for k in ("class_balance", "kept_given"))
     assert set(bal_run) == set(kept_run) == {res.selected, "pruned-pll"}
+    assert rec["lam_selection"]["n_left_out"] > 0
+    from selfdistill.intercept import add_intercept
+
+    Xi = add_intercept(X, res_pll.intercept_scaling)
+    for f in res_pll.fits:
+        if f.name in kept_run:
+            by_hand = float(np.mean(f.predict_proba(Xi).argmax(axis=1) == given))
+            assert kept_run[f.name] == pytest.approx(by_hand, abs=1e-12)
 
     def rule(bal, kept):
         take = (bal["pruned-pll"] >= bal[res.selected]

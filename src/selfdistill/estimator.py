@@ -305,7 +305,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             auto = resolve_auto(
                 X, y_enc, lams=self._lam_grid(unit), rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=self.pll_loss, q=self.q, seed=self._seed(), basis=basis,
-                average_learnable=prior == "uniform", class_prior=prior, lam_unit=unit)
+                average_learnable=prior == "uniform", class_prior=prior, unit=unit)
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)
@@ -320,7 +320,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
                 select_models=None if mode == "auto" else [
                     "pll" if pll else names[-1] if mode == "sd" else "teacher"],
             )
-            self.cv_results_ = sel.to_dict()
+            self.cv_results_ = {**sel.to_dict(),
+                                **({"lam_unit": unit} if self.lam == "auto" else {})}
             self.lam_ = sel.best_lam
         else:
             self.lam_ = float(self.lam)

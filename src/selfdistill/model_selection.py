@@ -436,6 +436,10 @@ def cross_validate_pipeline(
 DEFAULT_LAM_GRID = (1e-6, 1e-5, 1e-4)
 
 
+#: Bounds of :func:`lam_unit`: the default grid times the unit stays inside the lam range
+LAM_UNIT_RANGE = (1e-6, 1e8)
+
+
 def lam_unit(X: np.ndarray) -> float:
     """The mean squared row norm of the features ``X``, to two significant digits: the
     unit of ``lam="auto"``'s default grid and of its flagging lam (:func:`flag_lam`).
@@ -445,16 +449,23 @@ def lam_unit(X: np.ndarray) -> float:
     flexible for larger rows by their squared norm, and ``auto`` counted in this unit
     makes the same choices at any scale (docs/selection.md, step 1, "The lam unit").
     Two digits keep the lams short and unit-norm rows (every normalised sentence
-    embedding) at exactly 1. scikit-learn's digits scaled to [0, 1] count in 15.
+    embedding) at exactly 1. scikit-learn's digits scaled to [0, 1] count in 15. Clamped
+    to :data:`LAM_UNIT_RANGE`, where the default grid stays inside the lam range.
 
     Examples
     --------
     >>> lam_unit(np.full((3, 16), 0.25)), lam_unit(np.full((3, 16), 1.0))
     (1.0, 16.0)
+    >>> lam_unit(np.full((3, 16), 1e5))      # clamped: the grid stays in the lam range
+    100000000.0
     """
     X = np.asarray(X)
     sq = float(np.mean(np.einsum("ij,ij->i", X, X, dtype=np.float64))) if X.size else 1.0
-    return float(f"{sq:.1e}") if np.isfinite(sq) and sq > 0 else 1.0
+    if not (np.isfinite(sq) and sq > 0):
+        return 1.0
+    # kept where the default grid stays inside the lam range (rows of norm 1e-3 .. 1e4;
+    # beyond, fit warns that the features look unscaled)
+    return float(f"{min(max(sq, LAM_UNIT_RANGE[0]), LAM_UNIT_RANGE[1]):.1e}")
 
 
 def default_lam_grid(unit: float = 1.0) -> tuple[float, ...]:
@@ -956,7 +967,7 @@ def resolve_auto(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    lams: Sequence[float] = DEFAULT_LAM_GRID,
+    lams: Sequence[float] | None = None,
     rounds: int = 4,
     pll: bool = True,
     n_classes: int,
@@ -970,7 +981,7 @@ def resolve_auto(
     basis: SpectralBasis | None = None,
     average_learnable: bool = False,
     class_prior: str = "given",
-    lam_unit: float = 1.0,
+    unit: float = 1.0,
 ) -> AutoSelection:
     """Choose lam, whether to prune, and the model, from the given labels only.
 
@@ -1027,8 +1038,9 @@ def resolve_auto(
     X : ndarray of shape (N, d)
     y : ndarray of shape (N,)
         Given labels in ``0..K-1``.
-    lams : sequence of float
-        The lam grid (walked from the largest).
+    lams : sequence of float, optional
+        The lam grid (walked from the largest); default :func:`default_lam_grid` of
+        ``unit``.
     rounds, pll, pll_loss, q : see :func:`~selfdistill.distill.self_distill`
     n_classes : int
     n_splits : int, default=AUTO_SPLITS
@@ -1047,9 +1059,6 @@ def resolve_auto(
         shifted to uniform (:mod:`selfdistill.prior`): the SD rounds keep the given
         labels' class skew, which the shift removes; ``run_pipeline`` and the estimator
         pass ``class_prior == "uniform"``.
-    lam_unit : float, default=1.0
-        The features' :func:`lam_unit` (of ``X`` without an intercept column):
-        :func:`flag_lam` counts scikit-learn's default regularisation in it.
     class_prior : {"given", "uniform"}, default="given"
         The prior the final models will be shifted to (:mod:`selfdistill.prior`). The
         candidates of steps 3-5 predict as the final model will: each fold's fits are
@@ -1059,6 +1068,9 @@ def resolve_auto(
         shifted too (``flag_proba``, and ``oof_proba`` under label averaging), while their
         scores, and so the learnable-noise rule, read the fits as they are: the given
         labels, whose class counts are part of the noise.
+    unit : float, default=1.0
+        The features' :func:`lam_unit` (of ``X`` without an intercept column): the
+        default grid and :func:`flag_lam` count in it.
 
     Returns
     -------
@@ -1079,6 +1091,7 @@ def resolve_auto(
     if score not in _RULE_TEXT:
         raise ValueError(f"score must be one of {sorted(_RULE_TEXT)}, got {score!r}")
     t0 = time.perf_counter()
+    lams = default_lam_grid(unit) if lams is None else lams
     grid = sorted(set(_checked(lams, rounds=rounds, pll_loss=pll_loss, q=q, tol=tol)),
                   reverse=True)
     y = np.asarray(y)
@@ -1360,7 +1373,7 @@ def resolve_auto(
     # united, won on the synthetic view rows but lost F1 on BANKING77 idn and text and
     # cost 1.5-6 s: docs/selection.md), and the refine and the choice are skipped
     # (docs/selection.md, "Learnable noise")
-    lam_flag = flag_lam(list(screen_scores), N * (n_splits - 1) / n_splits, lam_unit)
+    lam_flag = flag_lam(list(screen_scores), N * (n_splits - 1) / n_splits, unit)
     below = [v for v in screen_scores if v < lam_flag]
     learnable = bool(below) and screen_scores[max(below)] > screen_scores[lam_flag]
     if average_learnable and rounds > 0 and learnable:
@@ -1379,7 +1392,7 @@ def resolve_auto(
             path=path, oof_proba=P_clean_flags, screen_proba=P_screen, n_splits=n_splits,
             rule=score, seconds=time.perf_counter() - t0, widened=tuple(widened),
             teacher_W=W_avg, lam_flag=lam_flag, flag_proba=P_flag, label_averaging=True,
-            lam_unit=lam_unit,
+            lam_unit=unit,
             pll=bool(pll) and pll_applies(K))   # top-2 of 2 classes: no label
     est = estimate_noise(P_clean, y)
     T_inv = noise_inverse(est.T)
@@ -1553,7 +1566,7 @@ def resolve_auto(
         oof_proba=P_best, screen_proba=P_screen, n_splits=n_splits, rule=score,
         seconds=time.perf_counter() - t0, widened=tuple(widened),
         teacher_W=W_mean.get((lam_best, pruned)), lam_flag=lam_flag, flag_proba=P_flag,
-        lam_unit=lam_unit)
+        lam_unit=unit)
 
 
 def averaging_round(fits: Sequence, X: np.ndarray, share: float = AUTO_AVG_CONFIDENCE_SHARE,
@@ -1634,7 +1647,7 @@ def averaging_round(fits: Sequence, X: np.ndarray, share: float = AUTO_AVG_CONFI
         return name, confidence, {}, {}
     balance = {m: class_balance(pred[m], K) for m in (name, pll)}
     kept = {}
-    if given is not None:
+    if given is not None and len(given[1]):
         by_name = {f.name: f for f in fits}
         Xg, yg = given
         kept = {m: float(np.mean(by_name[m].predict_proba(Xg).argmax(axis=1) == yg))

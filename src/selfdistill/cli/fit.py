@@ -116,11 +116,12 @@ def fit(
         "intercept: --no-intercept keeps none."),
     select: bool = typer.Option(True, "--select/--no-select",
                                 help="Recommend a model by CV on the given labels."),
-    lam_grid: str = typer.Option(None, "--lam-grid",
-                                 help="Candidates of --lam auto, comma-separated (the walk "
-                                 "widens past an edge that wins). Default 1e-6,1e-5,1e-4 "
-                                 "for rows of norm about 1, times the features' mean "
-                                 "squared row norm."),
+    lam_grid: str | None = typer.Option(None, "--lam-grid",
+                                        help="Candidates of --lam auto, comma-separated "
+                                        "(the walk widens past an edge that wins). Default "
+                                        "1e-6,1e-5,1e-4 for rows of norm about 1, times the "
+                                        "features' mean squared row norm (two significant "
+                                        "digits), which also moves the flagging lam."),
     cv: int = typer.Option(None, "--cv", min=2, help="Folds of the cross-validation "
                            "(default 3 for a fixed lam, 4 for --lam auto)."),
     max_iter: int = typer.Option(2000, "--max-iter", min=1,
@@ -143,7 +144,7 @@ def fit(
     from ..distill import model_names, pll_applies
     from ..experiments.runner import run_pipeline
     from ..inputs import load_training
-    from ..model_selection import default_lam_grid
+    from ..model_selection import LAM_UNIT_RANGE, default_lam_grid
     from ..noise import NoiseSpec
 
     report_html = None if report is None else report / "report.html"
@@ -202,14 +203,16 @@ def fit(
             )
             unit = (result.lam_selection or {}).get("lam_unit", 1.0)
             if grid is None and unit != 1.0:
+                bound = " at its bound" if unit in LAM_UNIT_RANGE else ""
                 note(f"--lam auto counted its default grid in units of {unit:g} (the "
-                     f"features' mean squared row norm; lam is meant for rows of norm "
-                     f"about 1): "
+                     f"features' mean squared row norm{bound}; lam is meant for rows of "
+                     f"norm about 1): "
                      f"{', '.join(f'{v:g}' for v in default_lam_grid(unit))}")
             widened = (result.lam_selection or {}).get("widened") or []
             if widened:
                 note(f"--lam auto tried {', '.join(f'{v:g}' for v in widened)} beyond "
-                     f"--lam-grid (its best was at an edge); chose lam {result.lam:g}")
+                     f"{'its default grid' if grid is None else '--lam-grid'} (its best "
+                     f"was at an edge); chose lam {result.lam:g}")
             if issues is not None:
                 if result.issues is None:
                     raise SelfDistillError("--issues needs out-of-fold probabilities")

@@ -129,11 +129,13 @@ def _why(result: RunResult) -> str:
             share = f"{AUTO_AVG_CONFIDENCE_SHARE:g}"
             how = ("the chain's PLL student, whose predictions spread over the classes "
                    "at least as evenly as its self-distillation round's (the last one "
-                   f"keeping {share} of the teacher's confidence)"
+                   f"keeping {share} of the teacher's confidence) and depart from the "
+                   "given labels on more rows"
                    if chain_of(result.selected)[1] else
                    f"a self-distillation round (the last one whose outputs keep {share} "
                    "of the teacher's confidence; the chain's PLL student was less even "
-                   "over the classes, or not fitted)")
+                   "over the classes, kept the given labels as often as the round, or "
+                   "was not fitted)")
             rule = ("the given labels looked learnable (a flexible model predicted them "
                     "better than scikit-learn's default regularisation), so the "
                     f"recommended model is {how}, at the λ that fitted them best, "

@@ -24,7 +24,6 @@ from ..model_selection import (
     CV_TOL,
     averaging_round,
     cross_validate_pipeline,
-    default_lam_grid,
     lam_unit,
 )
 from ..noise import NoiseSpec, realized_rate
@@ -388,12 +387,11 @@ def run_pipeline(
     if basis is None or basis.XV is None:  # shared by the folds and the final fits
         basis = SpectralBasis.from_features(X)
     if isinstance(lam, str):
-        unit = lam_unit(ds.X_train)   # of the features, before the intercept column
-        auto = resolve_auto(X, y_given, lams=default_lam_grid(unit) if lam_grid is None
-                            else lam_grid, rounds=rounds, pll=pll, n_classes=K,
+        auto = resolve_auto(X, y_given, lams=lam_grid, rounds=rounds, pll=pll, n_classes=K,
                             pll_loss=pll_loss, q=q, seed=noise_seed, progress=cv_progress,
                             basis=basis, average_learnable=class_prior == "uniform",
-                            class_prior=class_prior, lam_unit=unit,
+                            class_prior=class_prior,
+                            unit=lam_unit(ds.X_train),   # of the features, no intercept
                             **({} if n_splits is None else {"n_splits": n_splits}))
         lam_value, selected, oof = auto.lam, auto.best_model, auto.oof_proba
         lam_selection = auto.to_dict()
