@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._errors import SelfDistillError
-from ._validation import LAM, check_lam, check_params
+from ._validation import LAM, check_lam, check_params, mean_squared_row_norm
 from .distill import _self_distill, chain_of, model_names, pll_applies
 from .losses import softmax
 from .prior import adjust_prior
@@ -459,8 +459,7 @@ def lam_unit(X: np.ndarray) -> float:
     >>> lam_unit(np.full((3, 16), 1e5))      # clamped: the grid stays in the lam range
     100000000.0
     """
-    X = np.asarray(X)
-    sq = float(np.mean(np.einsum("ij,ij->i", X, X, dtype=np.float64))) if X.size else 1.0
+    sq = mean_squared_row_norm(X)
     if not (np.isfinite(sq) and sq > 0):
         return 1.0
     # kept where the default grid stays inside the lam range (rows of norm 1e-3 .. 1e4;
