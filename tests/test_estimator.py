@@ -227,3 +227,15 @@ def test_auto_lam_grid_defaults_to_the_features_unit(digits):
     given = SelfDistillationClassifier(lam="auto", rounds=1, random_state=0,
                                        lam_grid=(1e-6, 1e-5, 1e-4)).fit(X, y)
     assert given.cv_results_["path"][0]["lam"] == 1e-4
+
+
+def test_cv_sets_the_folds_of_lam_auto_too(digits):
+    """cv=None: 4 folds under lam="auto" (as fit --lam auto), 3 for a fixed lam's
+    selection; a given cv is used by both."""
+    X, y = digits.X_train[:400], digits.y_train[:400]
+    kw = dict(rounds=1, random_state=0, lam_grid=(1e-4, 1e-3))
+    assert SelfDistillationClassifier(lam="auto", **kw).fit(X, y).cv_results_["n_splits"] == 4
+    assert SelfDistillationClassifier(lam="auto", cv=5, **kw).fit(X, y).cv_results_[
+        "n_splits"] == 5
+    fixed = SelfDistillationClassifier(lam=1e-3, rounds=1, random_state=0).fit(X, y)
+    assert fixed.cv_results_["n_splits"] == 3

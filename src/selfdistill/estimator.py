@@ -93,8 +93,10 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         Relative gradient-norm tolerance of each fit.
     max_iter : int, default=2000
         Iteration cap of each fit.
-    cv : int, default=3
-        Folds for ``lam="auto"`` and ``mode="auto"``.
+    cv : int, default=None
+        Folds of the cross-validation: None means 4 for ``lam="auto"`` with
+        ``mode="auto"`` (:data:`~selfdistill.model_selection.AUTO_SPLITS`, as
+        ``selfdistill fit --lam auto``) and 3 otherwise.
     lam_grid : tuple of float, default=None
         Candidates for ``lam="auto"``; None: (1e-6, 1e-5, 1e-4) for rows of norm about 1,
         times the features' mean squared row norm
@@ -209,7 +211,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         "pll_loss": [StrOptions(set(PLL_LOSSES))],
         "tol": [_sk(TOL)],
         "max_iter": [_sk(MAX_ITER)],
-        "cv": [Interval(Integral, 2, None, closed="left")],
+        "cv": [Interval(Integral, 2, None, closed="left"), None],
         "lam_grid": ["array-like", None],
         "random_state": ["random_state"],
         "fit_intercept": ["boolean"],
@@ -227,7 +229,7 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         pll_loss="gce",
         tol=1e-6,
         max_iter=2000,
-        cv=3,
+        cv=None,
         lam_grid=None,
         random_state=None,
         fit_intercept=True,
@@ -305,7 +307,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             auto = resolve_auto(
                 X, y_enc, lams=self._lam_grid(unit), rounds=rounds, pll=pll, n_classes=K,
                 pll_loss=self.pll_loss, q=self.q, seed=self._seed(), basis=basis,
-                average_learnable=prior == "uniform", class_prior=prior, unit=unit)
+                average_learnable=prior == "uniform", class_prior=prior, unit=unit,
+                **({} if self.cv is None else {"n_splits": int(self.cv)}))
             self.cv_results_ = auto.to_dict()
             self.lam_ = auto.lam
             rows = auto.final_rows(y_enc)
@@ -315,7 +318,8 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
             names = model_names(rounds, pll)
             sel = cross_validate_pipeline(
                 X, y_enc, lams=lams, rounds=rounds, pll=pll, n_classes=K,
-                pll_loss=self.pll_loss, q=self.q, n_splits=self.cv, seed=self._seed(),
+                pll_loss=self.pll_loss, q=self.q,
+                n_splits=3 if self.cv is None else int(self.cv), seed=self._seed(),
                 tol=max(self.tol, CV_TOL), basis=basis,
                 select_models=None if mode == "auto" else [
                     "pll" if pll else names[-1] if mode == "sd" else "teacher"],
