@@ -25,7 +25,8 @@ widening steps above it (x10, x100). Run::
     .venv/bin/python benchmarks/other_data.py
     .venv/bin/python benchmarks/other_data.py --data digits --noise idn:0.3 --oracle
 
-Measured 2026-11-25 (fifteenth session; 2-vCPU AMD EPYC Zen 5 guest, idle): see
+Measured 2026-11-25 (fifteenth session; 2-vCPU AMD EPYC Zen 5 guest, idle), every row
+with ``--oracle`` in ``benchmarks/other_data.json`` (written by ``--json``); read in
 docs/selection.md, section 4, "Data shaped otherwise".
 """
 
