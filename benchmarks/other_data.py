@@ -24,6 +24,8 @@ widening steps above it (x10, x100). Run::
 
     .venv/bin/python benchmarks/other_data.py
     .venv/bin/python benchmarks/other_data.py --data digits --noise idn:0.3 --oracle
+    .venv/bin/python benchmarks/other_data.py --json benchmarks/other_data.json \\
+        --render docs/other_data.md
 
 Measured 2026-11-25 (fifteenth session; 2-vCPU AMD EPYC Zen 5 guest, idle), every row
 with ``--oracle`` in ``benchmarks/other_data.json`` (written by ``--json``); read in
@@ -84,6 +86,37 @@ SETS = {
 }
 
 
+def render(rows: list[dict]) -> str:
+    """The markdown page of ``rows`` (``--json``'s records): one table per set."""
+    def pct(v) -> str:
+        return "-" if v is None else f"{100 * v:.1f}"
+
+    out = ["# Label issues and model choice on data shaped otherwise",
+           "",
+           "Written by `benchmarks/other_data.py --render` from `benchmarks/other_data.json`",
+           f"({LI.machine()}). The comparison of docs/label_issues.md (ours: `fit --lam auto",
+           "--issues` defaults; cleanlab: 5-fold out-of-fold LogisticRegression,",
+           "`find_label_issues` and `CleanLearning`) on four sets no rule was read from;",
+           "what the rows say: docs/selection.md, section 4, \"Data shaped otherwise\".",
+           "Reproduce: `.venv/bin/python benchmarks/other_data.py --oracle --json "
+           "benchmarks/other_data.json`.", ""]
+    for name in dict.fromkeys(r["data"] for r in rows):
+        out += [f"## {name}", "",
+                "| noise | seed | realised | selected (lam) | test % | CleanLearning % "
+                "| oracle % | F1 ours / cleanlab | s ours / find |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in rows if r["data"] == name):
+            o, c = r["ours"], r["cleanlab"]
+            orc = (r.get("oracle") or {}).get("test_acc")
+            out.append(
+                f"| {r['noise']} | {r['seed']} | {r['realized_rate']:.2f} | {o['model']} "
+                f"({o['lam']:g}) | {pct(o['test_acc'])} | {pct(c['cl_test_acc'])} | "
+                f"{pct(orc)} | {pct(o['issues']['f1'])} / {pct(c['issues']['f1'])} | "
+                f"{o['seconds']:.1f} / {c['issues_seconds']:.1f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", choices=list(SETS), default=list(SETS))
@@ -92,7 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--oracle", action="store_true",
                     help="also our best model by clean test accuracy (slow)")
     ap.add_argument("--json", type=Path, help="write every row's numbers here")
+    ap.add_argument("--render", type=Path, metavar="OUT.md",
+                    help="write the markdown page of --json's rows here (no runs) and exit")
     args = ap.parse_args(argv)
+    if args.render:
+        args.render.write_text(render(json.loads(args.json.read_text())))
+        return
     warnings.simplefilter("ignore")  # sklearn's lbfgs chatter in cleanlab's baseline
     rows = []
     for name in args.data:
