@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--oracle", action="store_true",
                     help="also our best model by clean test accuracy (slow)")
     ap.add_argument("--json", type=Path, help="write every row's numbers here")
-    ap.add_argument("--render", type=Path, metavar="OUT.md",
+    ap.add_argument("--render", type=Path, metavar="PAGE",
                     help="write the markdown page of --json's rows here (no runs) and exit")
     args = ap.parse_args(argv)
     if args.render:
