@@ -284,7 +284,9 @@ class SelfDistillationClassifier(ClassifierMixin, BaseEstimator):
         warn_single_example_classes(y_enc, self.classes_)
         warn_feature_scale(X)
         self.features_sha256_ = features_sha256(X)
-        unit = lam_unit(X)   # of the features, before the intercept column
+        # the lam unit of lam="auto" (of the features, before the intercept column); a
+        # fixed lam needs none, so its fits skip the pass over X
+        unit = lam_unit(X) if self.lam == "auto" else None
         # the intercept as a constant column (liblinear's way): everything below fits,
         # cross-validates and flags on the augmented features
         X = add_intercept(X, float(self.intercept_scaling)) if self.fit_intercept else X
